@@ -1,0 +1,54 @@
+"""The versions of every Go-built binary of the local control plane, pinned in one place.
+
+`kontainers.cluster.build --regenerate` writes the scratch Go modules under
+`hack/toolchain/` from this table; a unit test fails when they drift from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GoTool:
+    """One scratch Go module and the binaries built from it."""
+
+    module: str
+    """The Go module required at `version` (the one holding the commands)."""
+    version: str
+    binaries: dict[str, str]
+    """Output binary name → Go package path to build."""
+
+
+KUBERNETES_VERSION = "v1.36.3"
+ETCD_VERSION = "v3.6.16"
+KWOK_VERSION = "v0.8.0"
+HELM_VERSION = "v3.22.0"
+
+TOOLS: dict[str, GoTool] = {
+    "kubernetes": GoTool(
+        module="k8s.io/kubernetes",
+        version=KUBERNETES_VERSION,
+        binaries={
+            "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
+            "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+            "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+            "kubectl": "k8s.io/kubernetes/cmd/kubectl",
+        },
+    ),
+    "etcd": GoTool(
+        module="go.etcd.io/etcd/server/v3",
+        version=ETCD_VERSION,
+        binaries={"etcd": "go.etcd.io/etcd/server/v3"},
+    ),
+    "kwok": GoTool(
+        module="sigs.k8s.io/kwok",
+        version=KWOK_VERSION,
+        binaries={"kwok": "sigs.k8s.io/kwok/cmd/kwok"},
+    ),
+    "helm": GoTool(
+        module="helm.sh/helm/v3",
+        version=HELM_VERSION,
+        binaries={"helm": "helm.sh/helm/v3/cmd/helm"},
+    ),
+}

@@ -1,0 +1,73 @@
+"""Names and identifiers shared by everything that touches a Container resource.
+
+The Container resource is the single source of truth; these helpers derive every other name
+from it deterministically, so a restarted operator or another gateway replica computes the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+GROUP = "kontainers.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "Container"
+PLURAL = "containers"
+SINGULAR = "container"
+SHORT_NAME = "cntr"
+CRD_NAME = f"{PLURAL}.{GROUP}"
+
+# Labels and annotations owned by kontainers.
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "kontainers"
+LABEL_CONTAINER = f"{GROUP}/container"  # the Container's metadata.name, on every child
+LABEL_CONTAINER_ID = f"{GROUP}/id"  # the OpenAI id (cntr_…), on the Container and its children
+LABEL_COMPONENT = "app.kubernetes.io/component"
+ANNOTATION_LAST_ACTIVE = f"{GROUP}/last-active-at"  # RFC 3339, written (debounced) by the gateway
+ANNOTATION_IDEMPOTENCY = f"{GROUP}/idempotency"  # hash of the API key + Idempotency-Key
+ANNOTATION_REQUEST_HASH = f"{GROUP}/request-hash"  # hash of the create body, for lost-reply retries
+
+CONTAINER_ID_PREFIX = "cntr_"
+MAX_NAME = 63
+
+
+def container_id(uid: str) -> str:
+    """The OpenAI id of a Container: `cntr_` + 48 lowercase hex, derived from its metadata.uid.
+
+    Derived rather than stored so that it exists the moment the API server answers the create,
+    stays stable for the resource's life, and is the same for resources made with kubectl.
+    """
+    return CONTAINER_ID_PREFIX + hashlib.sha256(uid.encode()).hexdigest()[:48]
+
+
+def short_hash(text: str, length: int = 8) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def child_name(container_name: str, uid: str, suffix: str = "") -> str:
+    """Deterministic, DNS-1123-label-safe (≤63) name of a child object of one Container.
+
+    It includes a hash of the uid, so a Container deleted and recreated under the same name
+    never collides with children of the old one that are still being garbage-collected.
+    """
+    tail = f"-{short_hash(uid)}{('-' + suffix) if suffix else ''}"
+    head = container_name[: MAX_NAME - len(tail)].rstrip("-.")
+    return f"{head}{tail}"
+
+
+def pod_name(container_name: str, uid: str) -> str:
+    return child_name(container_name, uid)
+
+
+def sidecar_secret_name(container_name: str, uid: str) -> str:
+    return child_name(container_name, uid, "sidecar")
+
+
+def network_policy_name(container_name: str, uid: str) -> str:
+    return child_name(container_name, uid)
+
+
+def domain_secrets_name(container_name: str) -> str:
+    """The Secret holding a Container's domain_secrets values (written by the gateway)."""
+    tail = "-domain-secrets"
+    return container_name[: MAX_NAME - len(tail)].rstrip("-.") + tail
