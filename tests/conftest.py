@@ -1,0 +1,5 @@
+"""Shared fixtures: each area owns one module under tests/fixtures/."""
+
+from fixtures.cluster import *  # noqa: F401,F403  (control plane: `cluster`)
+from fixtures.operator import *  # noqa: F401,F403  (operator process: `operator`)
+from fixtures.gateway import *  # noqa: F401,F403  (gateway, node agent, openai clients)
