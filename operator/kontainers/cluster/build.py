@@ -206,6 +206,18 @@ def missing_binaries(target: Path) -> dict[str, list[str]]:
     }
 
 
+def go_output_name(package: str) -> str:
+    """The file name `go build -o dir/` gives a package's binary.
+
+    Go drops a trailing major-version element: go.etcd.io/etcd/server/v3 builds `server`.
+    """
+    elements = package.split("/")
+    last = elements[-1]
+    if len(elements) > 1 and last[:1] == "v" and last[1:].isdigit():
+        return elements[-2]
+    return last
+
+
 def build_tool(name: str, binaries: list[str], target: Path) -> float:
     tool = TOOLS[name]
     directory = module_dir(name)
@@ -225,12 +237,10 @@ def build_tool(name: str, binaries: list[str], target: Path) -> float:
                 cwd=directory,
             )
             for binary in binaries:
-                built = Path(scratch) / Path(tool.binaries[binary]).name
-                if not built.exists():  # `go build -o dir/` names the file after the package dir
-                    built = Path(scratch) / binary
-                    if not built.exists():
-                        candidates = [p for p in Path(scratch).iterdir()]
-                        raise BuildError(f"{binary} not produced; got {candidates}")
+                built = Path(scratch) / go_output_name(tool.binaries[binary])
+                if not built.exists():
+                    candidates = sorted(p.name for p in Path(scratch).iterdir())
+                    raise BuildError(f"{binary} not produced; got {candidates}")
                 os.replace(built, target / binary)  # atomic: a half-built binary is never visible
         print(f"[build] {', '.join(binaries)}: done in {progress.elapsed():.0f}s", flush=True)
         return progress.elapsed()
