@@ -1,0 +1,216 @@
+"""Logs and metrics shared by every process kind.
+
+- `setup_logging()` turns the root logger into one JSON object per line (python-json-logger),
+  with the request id of the request being served, when there is one (`request_id` context var).
+- The Prometheus metrics of kontainers are declared once here, so the operator and the gateway
+  export the same names and a dashboard works against either.
+- `ops_app()` / `start_ops_server()` serve `/metrics`, `/healthz` and `/readyz` on a port of their
+  own, for processes whose main loop is not an aiohttp app (the operator); the gateway mounts
+  `metrics_handler` and `http_metrics_middleware` in its own app instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from pythonjsonlogger.json import JsonFormatter
+
+# --- logging -------------------------------------------------------------------------------
+
+request_id: ContextVar[str | None] = ContextVar("kontainers_request_id", default=None)
+"""The id of the request being served; set by the gateway's request-id middleware."""
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` to every record logged while a request is being served."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        current = request_id.get()
+        if current is not None and not hasattr(record, "request_id"):
+            record.request_id = current
+        return True
+
+
+LOG_FIELDS = ["asctime", "levelname", "name", "message"]
+LOG_RENAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
+
+
+def json_formatter() -> JsonFormatter:
+    return JsonFormatter(LOG_FIELDS, rename_fields=LOG_RENAMES, timestamp=False, datefmt="%Y-%m-%dT%H:%M:%S%z")
+
+
+def setup_logging(level: str | int = "INFO", *, json: bool = True, stream=None) -> None:
+    """Configure the root logger once per process: JSON lines (or plain text) with request ids.
+
+    Idempotent: calling it again replaces the handler instead of stacking a second one.
+    """
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(RequestIdFilter())
+    if json:
+        handler.setFormatter(json_formatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_kontainers", False)]:
+        root.removeHandler(old)
+    handler._kontainers = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level if isinstance(level, int) else level.upper())
+    # aiohttp's access log repeats what the metrics and our own lines already say.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+CONTAINER_STATUSES = ("pending", "running", "failed", "expired")
+
+RECONCILE_SECONDS = Histogram(
+    "kontainers_reconcile_duration_seconds",
+    "Time one operator handler run took, by handler.",
+    ["handler"],
+)
+CREATE_SECONDS = Histogram(
+    "kontainers_create_duration_seconds",
+    "Time from a Container's creation to its status running (operator), or of a create "
+    "request until it answered (gateway).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120),
+)
+FILE_BYTES = Counter(
+    "kontainers_file_bytes",
+    "Bytes of container files transferred, by direction (upload, download).",
+    ["direction"],
+)
+for _direction in ("upload", "download"):
+    FILE_BYTES.labels(_direction)  # export both series from the start, at zero
+HTTP_REQUESTS = Counter(
+    "kontainers_http_requests",
+    "HTTP requests served, by route template, method and status code.",
+    ["route", "method", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "kontainers_http_request_duration_seconds",
+    "Time to the response headers of HTTP requests, by route template and method.",
+    ["route", "method"],
+)
+
+
+class ContainerStatusCollector(Collector):
+    """`kontainers_containers{status}`: how many Containers are in each status, right now.
+
+    Fed with the current status of every known Container (`observe`/`forget`), so the gauge is
+    always the exact count of what this process sees, never a drifting inc/dec.
+    Every status is exported, zero included, so a dashboard sees the series before the first one.
+    """
+
+    def __init__(self) -> None:
+        self._statuses: dict[str, str] = {}
+
+    def observe(self, key: str, status: str | None) -> None:
+        if status:
+            self._statuses[key] = status
+        else:
+            self._statuses.pop(key, None)
+
+    def forget(self, key: str) -> None:
+        self._statuses.pop(key, None)
+
+    def replace(self, statuses: dict[str, str]) -> None:
+        self._statuses = dict(statuses)
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(CONTAINER_STATUSES, 0)
+        for status in self._statuses.values():
+            counts[status] = counts.get(status, 0) + 1
+        return counts
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily("kontainers_containers", "Containers by status.", labels=["status"])
+        for status, count in sorted(self.counts().items()):
+            family.add_metric([status], count)
+        yield family
+
+
+CONTAINERS = ContainerStatusCollector()
+REGISTRY.register(CONTAINERS)
+
+
+class timed:
+    """`with timed(RECONCILE_SECONDS.labels("create")): …` — observe the block's duration."""
+
+    def __init__(self, histogram) -> None:
+        self.histogram = histogram
+
+    def __enter__(self) -> "timed":
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.histogram.observe(time.perf_counter() - self.started)
+
+
+# --- HTTP endpoints ------------------------------------------------------------------------
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    body = generate_latest(REGISTRY)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route's template (`/v1/containers/{container_id}`): low-cardinality labels."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def http_metrics_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Counts every request by route template, method and status (errors included)."""
+    route = route_template(request)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        HTTP_SECONDS.labels(route, request.method).observe(time.perf_counter() - started)
+        HTTP_REQUESTS.labels(route, request.method, str(status)).inc()
+
+
+def ops_app(ready: Callable[[], bool] = lambda: True) -> web.Application:
+    """`/healthz` (the process answers), `/readyz` (`ready()` is true) and `/metrics`."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        if ready():
+            return web.json_response({"status": "ready"})
+        return web.json_response({"status": "not ready"}, status=503)
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    return app
+
+
+async def start_ops_server(host: str, port: int, ready: Callable[[], bool] = lambda: True) -> web.AppRunner:
+    """Start `ops_app` on host:port in the running loop; `await runner.cleanup()` stops it."""
+    runner = web.AppRunner(ops_app(ready), handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -1,0 +1,90 @@
+"""JSON logs with request ids, the containers-by-status gauge and the ops endpoints."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from aiohttp import web
+from prometheus_client import REGISTRY, generate_latest
+
+from kontainers import observability
+
+
+def _log_lines(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_logs_are_json_lines_carrying_the_request_id_only_inside_a_request():
+    stream = io.StringIO()
+    observability.setup_logging("INFO", stream=stream)
+    observability.setup_logging("INFO", stream=stream)  # idempotent: no second handler
+    log = logging.getLogger("kontainers.test")
+    log.info("outside", extra={"container": "c1"})
+    token = observability.request_id.set("req_123")
+    try:
+        log.warning("inside")
+    finally:
+        observability.request_id.reset(token)
+    outside, inside = _log_lines(stream)
+    assert outside["message"] == "outside" and outside["level"] == "INFO" and outside["container"] == "c1"
+    assert "request_id" not in outside
+    assert inside["request_id"] == "req_123" and inside["logger"] == "kontainers.test"
+
+
+def test_container_gauge_counts_current_statuses_with_zeroes():
+    collector = observability.ContainerStatusCollector()
+    collector.observe("a", "running")
+    collector.observe("b", "running")
+    collector.observe("c", "pending")
+    collector.observe("c", "running")  # a status change moves the count, never double-counts
+    collector.forget("a")
+    assert collector.counts() == {"pending": 0, "running": 2, "failed": 0, "expired": 0}
+    samples = {s.labels["status"]: s.value for family in collector.collect() for s in family.samples}
+    assert samples == {"pending": 0, "running": 2, "failed": 0, "expired": 0}
+
+
+async def test_ops_app_serves_health_readiness_and_metrics():
+    ready = {"value": False}
+    app = observability.ops_app(lambda: ready["value"])
+    from aiohttp.test_utils import TestClient, TestServer
+
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/healthz")).status == 200
+        assert (await client.get("/readyz")).status == 503
+        ready["value"] = True
+        assert (await client.get("/readyz")).status == 200
+        metrics = await client.get("/metrics")
+        text = await metrics.text()
+        assert metrics.status == 200 and metrics.content_type == "text/plain"
+        for series in ("kontainers_containers{", 'kontainers_file_bytes_total{direction="upload"}',
+                       "kontainers_reconcile_duration_seconds", "kontainers_create_duration_seconds"):
+            assert series in text
+
+
+async def test_http_middleware_counts_by_route_template_and_status():
+    async def get_container(request: web.Request) -> web.Response:
+        if request.match_info["container_id"] == "missing":
+            raise web.HTTPNotFound()
+        return web.json_response({})
+
+    app = web.Application(middlewares=[observability.http_metrics_middleware])
+    app.router.add_get("/v1/containers/{container_id}", get_container)
+    from aiohttp.test_utils import TestClient, TestServer
+
+    def count(status: str) -> float:
+        value = REGISTRY.get_sample_value(
+            "kontainers_http_requests_total",
+            {"route": "/v1/containers/{container_id}", "method": "GET", "status": status},
+        )
+        return value or 0.0
+
+    before_ok, before_missing = count("200"), count("404")
+    async with TestClient(TestServer(app)) as client:
+        await client.get("/v1/containers/cntr_1")
+        await client.get("/v1/containers/cntr_2")
+        await client.get("/v1/containers/missing")
+    assert count("200") - before_ok == 2
+    assert count("404") - before_missing == 1
+    assert b"cntr_1" not in generate_latest(REGISTRY)  # ids never become label values
