@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # One image for every process kind: `kontainers operator|gateway|sidecar|egress`.
 # Build: docker build -t kontainers:dev .   (the chart's image.repository/image.tag point at it)
 
