@@ -17,7 +17,27 @@ class OperatorSettings(BaseSettings):
 
 
 class GatewaySettings(BaseSettings):
+    """The OpenAI-compatible gateway (`kontainers gateway`): /v1 in front of Container resources."""
+
     model_config = SettingsConfigDict(env_prefix="KONTAINERS_GATEWAY_", extra="ignore")
+
+    host: str = "127.0.0.1"  # the chart sets 0.0.0.0
+    port: int = 8080
+    kubeconfig: str | None = None  # else $KUBECONFIG, else in-cluster
+    keys_secret: str = "kontainers-api-keys"  # data: sha256(api key) hex → tenant namespace
+    keys_namespace: str | None = None  # default: the gateway's own namespace (in-cluster) or "default"
+    watch_namespaces: list[str] = []  # Containers watched; empty = all namespaces
+    sidecar_port: int = 8081
+    sidecar_connect_timeout: float = 5.0
+    create_wait_seconds: float = 30.0  # how long a create waits for status running before answering
+    activity_debounce_seconds: float = 10.0  # at most one last-active-at PATCH per container per window
+    retry_window_seconds: float = 300.0  # a retried create (no Idempotency-Key) matches containers this recent
+    max_upload_bytes: int = 512 * 1024 * 1024  # per uploaded file, as OpenAI
+    max_json_bytes: int = 32 * 1024 * 1024  # JSON bodies (inline skills are base64 zips)
+    max_domain_secret_bytes: int = 1_000_000  # all values of one container; they share one Secret (≤1 MiB)
+    not_ready_retry_after: int = 2  # Retry-After (s) of the 503 while a container's pod is not ready
+    log_level: str = "INFO"
+    log_json: bool = True
 
 
 class SidecarSettings(BaseSettings):
