@@ -7,6 +7,7 @@ KONTAINERS_SIDECAR_…, KONTAINERS_EGRESS_…); command-line flags override them
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,25 @@ class GatewaySettings(BaseSettings):
     not_ready_retry_after: int = 2  # Retry-After (s) of the 503 while a container's pod is not ready
     log_level: str = "INFO"
     log_json: bool = True
+
+
+class FilesSettings(BaseSettings):
+    """The Files API store (served by the gateway): where uploaded files and skill bundles live."""
+
+    model_config = SettingsConfigDict(env_prefix="KONTAINERS_FILES_", extra="ignore")
+
+    backend: Literal["filesystem", "s3"] = "filesystem"
+    root: Path = Path(".state/files")  # filesystem backend: a directory (a PersistentVolumeClaim in the chart)
+    s3_endpoint_url: str | None = None  # S3-compatible endpoint; None = AWS for the region
+    s3_bucket: str = "kontainers-files"
+    s3_prefix: str = ""  # key prefix inside the bucket, e.g. "prod/"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: SecretStr | None = None  # else the AWS default chain (env, IRSA, instance role)
+    s3_secret_access_key: SecretStr | None = None
+    s3_create_bucket: bool = False  # create the bucket at start (local/dev)
+    s3_part_bytes: int = 8 * 1024 * 1024  # multipart part size: the most one upload buffers
+    max_upload_bytes: int = 512 * 1024 * 1024  # per file, as OpenAI
+    max_list_limit: int = 10_000  # OpenAI's maximum (and default) `limit` of GET /v1/files
 
 
 class SidecarSettings(BaseSettings):
