@@ -1,0 +1,225 @@
+"""The files sidecar's HTTP API: the gateway ↔ sidecar protocol of docs/architecture.md.
+
+    GET    /healthz                   no auth; 200 once the root is open
+    PUT    /files?name=<file name>    raw body, streamed → 201 file record (413 over the limit)
+    GET    /files?after=&limit=&order= → {"data": [records], "has_more": bool}
+    GET    /files/{id}                → record
+    DELETE /files/{id}                → 204
+    GET    /files/{id}/content        → raw bytes
+
+Every other request needs `Authorization: Bearer <token>`. Errors are OpenAI error bodies, so the
+gateway can pass them through unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from kontainers.sidecar import paths
+from kontainers.sidecar.store import READ_CHUNK, FileRecord, FileStore, FileTooLarge, NotAFile
+
+log = logging.getLogger(__name__)
+
+UPLOAD_CHUNK = 256 * 1024
+DEFAULT_LIMIT, MAX_LIMIT = 20, 100
+
+
+@dataclass(frozen=True)
+class SidecarConfig:
+    root: Path
+    token: str
+    max_upload_bytes: int
+    display_prefix: str = "/mnt/data"
+
+
+CONFIG = web.AppKey("config", SidecarConfig)
+STORE = web.AppKey("store", FileStore)
+
+
+class SidecarError(Exception):
+    """A failure the client should see, as an OpenAI error object with this status."""
+
+    def __init__(
+        self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+        type_: str = "invalid_request_error",
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.type = status, message, param, code, type_
+
+    def response(self) -> web.Response:
+        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        return web.json_response(body, status=self.status)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one place failures become OpenAI error bodies; handlers raise, they do not format."""
+    try:
+        return await handler(request)
+    except SidecarError as exc:
+        return exc.response()
+    except web.HTTPException as exc:  # aiohttp's own: unknown route, wrong method, …
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status)
+        return SidecarError(exc.status, exc.reason, code=code).response()
+    except Exception:
+        log.exception("request failed", extra={"method": request.method, "route": request.path})
+        return SidecarError(500, "The files sidecar failed to handle the request.", type_="server_error").response()
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path == "/healthz":
+        return await handler(request)
+    expected = f"Bearer {request.app[CONFIG].token}".encode()
+    given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(given, expected):  # constant time: no token guessing by timing
+        raise SidecarError(401, "Missing or invalid sidecar token.", code="invalid_api_key")
+    return await handler(request)
+
+
+def wire(record: FileRecord, prefix: str) -> dict:
+    """A file record as the protocol carries it."""
+    return {
+        "id": record.id,
+        "path": f"{prefix.rstrip('/')}/{record.path}",
+        "bytes": record.bytes,
+        "source": record.source,
+        "created_at": record.created_at,
+    }
+
+
+def not_found(file_id: str) -> SidecarError:
+    return SidecarError(404, f"No such file: {file_id!r}.", param="file_id", code="not_found")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def upload(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    name = request.query.get("name", "")
+    try:
+        paths.upload_parts(name)
+    except paths.UnsafeName as exc:
+        raise SidecarError(400, str(exc), param="name", code="invalid_file_name") from None
+    if request.content_length is not None and request.content_length > config.max_upload_bytes:
+        raise too_large(config.max_upload_bytes)  # early: no byte of it is read
+    try:
+        record = await request.app[STORE].upload(name, _chunks(request), config.max_upload_bytes)
+    except FileTooLarge:
+        raise too_large(config.max_upload_bytes) from None
+    except NotAFile:
+        raise SidecarError(400, f"{name!r} is a directory or lies behind a symbolic link.", param="name") from None
+    log.info("file uploaded", extra={"file_id": record.id, "path": record.path, "bytes": record.bytes})
+    return web.json_response(wire(record, config.display_prefix), status=201)
+
+
+async def _chunks(request: web.Request) -> AsyncIterator[bytes]:
+    # iter_chunked reads as we consume: a slow disk pauses the socket (backpressure).
+    async for chunk in request.content.iter_chunked(UPLOAD_CHUNK):
+        yield chunk
+
+
+def too_large(limit: int) -> SidecarError:
+    return SidecarError(413, f"File is larger than the limit of {limit} bytes.", param="file", code="file_too_large")
+
+
+async def list_files(request: web.Request) -> web.Response:
+    after = request.query.get("after") or None
+    order = request.query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise SidecarError(400, "order must be 'asc' or 'desc'.", param="order")
+    try:
+        limit = int(request.query.get("limit", DEFAULT_LIMIT))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIMIT:
+        raise SidecarError(400, f"limit must be an integer between 1 and {MAX_LIMIT}.", param="limit")
+    store = request.app[STORE]
+    await store.refresh()  # the sandbox may have written or removed files since
+    records = store.records()
+    if order == "desc":
+        records.reverse()
+    if after is not None:
+        ids = [record.id for record in records]
+        if after not in ids:
+            raise SidecarError(400, f"No such file to list after: {after!r}.", param="after")
+        records = records[ids.index(after) + 1 :]
+    prefix = request.app[CONFIG].display_prefix
+    page = records[:limit]
+    return web.json_response({"data": [wire(r, prefix) for r in page], "has_more": len(records) > limit})
+
+
+async def get_file(request: web.Request) -> web.Response:
+    file_id = request.match_info["file_id"]
+    record = await request.app[STORE].get(file_id)
+    if record is None:
+        raise not_found(file_id)
+    return web.json_response(wire(record, request.app[CONFIG].display_prefix))
+
+
+async def delete_file(request: web.Request) -> web.Response:
+    file_id = request.match_info["file_id"]
+    if not await request.app[STORE].delete(file_id):
+        raise not_found(file_id)
+    log.info("file deleted", extra={"file_id": file_id})
+    return web.Response(status=204)
+
+
+async def file_content(request: web.Request) -> web.StreamResponse:
+    file_id = request.match_info["file_id"]
+    opened = await request.app[STORE].open_content(file_id)
+    if opened is None:
+        raise not_found(file_id)
+    record, fd = opened
+    try:
+        size = os.fstat(fd).st_size
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = size
+        await response.prepare(request)
+        remaining = size  # a file the sandbox grows meanwhile is served as it was when opened
+        while remaining > 0:
+            chunk = await asyncio.to_thread(os.read, fd, min(READ_CHUNK, remaining))
+            if not chunk:
+                break  # truncated meanwhile: the client sees a short body and fails, as it should
+            remaining -= len(chunk)
+            await response.write(chunk)  # waits while the client is slow (backpressure)
+        await response.write_eof()
+        return response
+    finally:
+        os.close(fd)
+
+
+def create_app(config: SidecarConfig) -> web.Application:
+    """The sidecar application; the root is opened (and swept of dead uploads) on startup."""
+    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=1024**2)
+    app[CONFIG] = config
+    app.cleanup_ctx.append(_store_ctx)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_put("/files", upload)
+    app.router.add_get("/files", list_files)
+    app.router.add_get("/files/{file_id}", get_file)
+    app.router.add_delete("/files/{file_id}", delete_file)
+    app.router.add_get("/files/{file_id}/content", file_content)
+    return app
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = await FileStore.open(app[CONFIG].root)
+    app[STORE] = store
+    yield
+    store.close()
