@@ -1,0 +1,247 @@
+"""The `Container` custom resource (containers.kontainers.dev/v1alpha1) as pydantic models.
+
+These models are the ONE source of its schema: `python -m kontainers.resources.crd` turns them
+into crds/containers.kontainers.dev.yaml. Every field's docstring becomes its description in
+`kubectl explain`; constraints declared here become OpenAPI validation, and rules that involve
+several fields are CEL expressions (`x-kubernetes-validations`) attached with `cel(...)`.
+
+Field names are camelCase on the wire (aliases) and snake_case in Python.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+MemoryLimit = Literal["1g", "4g", "16g", "64g"]
+MEMORY_LIMITS: tuple[MemoryLimit, ...] = ("1g", "4g", "16g", "64g")
+# Kubernetes quantity of each OpenAI memory size: the runtime container's exact memory limit.
+MEMORY_QUANTITY: dict[str, str] = {"1g": "1Gi", "4g": "4Gi", "16g": "16Gi", "64g": "64Gi"}
+
+DEFAULT_EXPIRY_MINUTES = 20
+MAX_EXPIRY_MINUTES = 1440  # one day; OpenAI's own containers live far shorter
+MAX_DOMAINS = 256
+MAX_DOMAIN_SECRETS = 64
+MAX_DOMAIN_LENGTH = 253
+
+Status = Literal["pending", "running", "failed", "expired"]
+
+# RE2 (CEL) spelling of "a DNS name or a `*.` wildcard": labels of letters, digits and inner
+# hyphens, at least two labels, and a last label that is not all digits (no IPv4 literals).
+_LABEL = "[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?"
+DOMAIN_RE = rf"^(\*\.)?({_LABEL}\.)+{_LABEL}$"
+DOMAIN_MESSAGE = (
+    "must be a DNS name such as api.example.com or a wildcard such as *.example.com, "
+    "without scheme, path, port or IP address"
+)
+ENV_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any]:
+    """One CEL validation rule, in the shape `x-kubernetes-validations` expects."""
+    out: dict[str, Any] = {"rule": rule, "message": message}
+    if field_path:
+        out["fieldPath"] = field_path
+    return out
+
+
+def validations(*rules: dict[str, Any]) -> dict[str, Any]:
+    return {"x-kubernetes-validations": list(rules)}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        extra="ignore",  # the API server already pruned unknown fields
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The camelCase JSON form, without unset optional fields (as the API server stores it)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+Domain = Annotated[
+    str,
+    Field(max_length=MAX_DOMAIN_LENGTH, json_schema_extra=validations(
+        cel(f"self.matches('{DOMAIN_RE}') && !self.matches('[.][0-9]+$')", DOMAIN_MESSAGE),
+    )),
+]
+
+
+class SecretKeySelector(_Model):
+    """A key of a Secret in the Container's namespace."""
+
+    name: str = Field(min_length=1, max_length=253)
+    """Name of the Secret."""
+    key: str = Field(min_length=1, max_length=253)
+    """Key within the Secret's data."""
+
+
+class DomainSecret(_Model):
+    """A credential that the egress proxy injects only into requests to `domain`.
+
+    The sandbox sees an opaque placeholder in the environment variable `name`; the value lives
+    only in the referenced Secret and is never copied into the Container or its status."""
+
+    domain: Domain
+    """Domain the secret may be sent to (a DNS name or `*.` wildcard that is allowlisted)."""
+    name: str = Field(max_length=128, pattern=ENV_NAME_RE)
+    """Environment variable in the sandbox that holds the placeholder."""
+    secret_key_ref: SecretKeySelector
+    """Where the real value is kept. The value itself is never part of the Container."""
+
+
+class NetworkPolicy(_Model):
+    """Outbound network access of the sandbox.
+
+    `disabled`: no egress at all. `allowlist`: egress only through the egress proxy, and only to
+    `allowedDomains`."""
+
+    model_config = ConfigDict(json_schema_extra=validations(
+        cel("self.type != 'allowlist' || (has(self.allowedDomains) && size(self.allowedDomains) > 0)",
+            "allowedDomains is required and must not be empty when type is allowlist",
+            ".allowedDomains"),
+        cel("self.type == 'allowlist' || !has(self.allowedDomains) || size(self.allowedDomains) == 0",
+            "allowedDomains must be empty when type is disabled", ".allowedDomains"),
+        cel("self.type == 'allowlist' || !has(self.domainSecrets) || size(self.domainSecrets) == 0",
+            "domainSecrets need type allowlist", ".domainSecrets"),
+        cel("!has(self.domainSecrets) || self.domainSecrets.all(s, has(self.allowedDomains) && "
+            "self.allowedDomains.exists(d, d == s.domain || "
+            "(d.startsWith('*.') && s.domain.endsWith(d.substring(1)))))",
+            "every domainSecrets[].domain must be covered by allowedDomains", ".domainSecrets"),
+    ))
+
+    type: Literal["disabled", "allowlist"] = "disabled"
+    """`disabled` (default): no outbound network. `allowlist`: only `allowedDomains`, via the egress proxy."""
+    allowed_domains: list[Domain] | None = Field(
+        default=None, max_length=MAX_DOMAINS, json_schema_extra={"x-kubernetes-list-type": "set"})
+    """Domains reachable when `type` is `allowlist` (required, non-empty, then): DNS names such as
+    `api.example.com` or wildcards such as `*.example.com` (subdomains only), no scheme, path or port."""
+    domain_secrets: list[DomainSecret] | None = Field(default=None, max_length=MAX_DOMAIN_SECRETS)
+    """Credentials injected by the egress proxy, by reference to Secrets (only with `allowlist`)."""
+
+
+class ExpiresAfter(_Model):
+    """Idle expiry: the container expires `minutes` after its last activity."""
+
+    anchor: Literal["last_active_at"] = "last_active_at"
+    """The reference time; only `last_active_at` (the newer of creation and last activity)."""
+    minutes: int = Field(default=DEFAULT_EXPIRY_MINUTES, ge=1, le=MAX_EXPIRY_MINUTES)
+    """Minutes of inactivity after which the container expires (1–1440, default 20)."""
+
+
+class SkillBundle(_Model):
+    """Where an inline skill's zip is kept. Bundles stay out of the Container: etcd limits an
+    object to about 1.5 MB, and a bundle may be up to 50 MB."""
+
+    model_config = ConfigDict(json_schema_extra=validations(
+        cel("has(self.fileId) != has(self.secretKeyRef)", "set exactly one of fileId or secretKeyRef"),
+    ))
+
+    file_id: str | None = Field(default=None, min_length=1, max_length=128)
+    """A file of the kontainers Files API holding the zip."""
+    secret_key_ref: SecretKeySelector | None = None
+    """A Secret key holding the zip (bundles up to about 1 MiB)."""
+    sha256: str | None = Field(default=None, pattern="^[0-9a-f]{64}$")
+    """Hex SHA-256 of the zip, checked before unpacking."""
+
+
+class Skill(_Model):
+    """A skill to install in the container: a reference to a stored skill, or an inline bundle."""
+
+    model_config = ConfigDict(json_schema_extra=validations(
+        cel("self.type != 'skill_reference' || (has(self.skillId) && !has(self.bundle))",
+            "a skill_reference needs skillId and no bundle"),
+        cel("self.type != 'inline' || (has(self.name) && has(self.bundle) && !has(self.skillId))",
+            "an inline skill needs name and bundle and no skillId"),
+    ))
+
+    type: Literal["skill_reference", "inline"]
+    """`skill_reference` (by `skillId`) or `inline` (a zip kept in `bundle`)."""
+    skill_id: str | None = Field(default=None, min_length=1, max_length=128)
+    """Id of a stored skill (`skill_reference`)."""
+    version: str | None = Field(default=None, max_length=64)
+    """Version of the stored skill: a positive integer or `latest` (default latest)."""
+    name: str | None = Field(default=None, min_length=1, max_length=256)
+    """Name of an inline skill."""
+    description: str | None = Field(default=None, max_length=4096)
+    """Description of an inline skill."""
+    bundle: SkillBundle | None = None
+    """Where the inline skill's zip (one top-level folder holding SKILL.md) is kept."""
+
+
+class ContainerSpec(_Model):
+    """Desired state of a sandbox; mirrors the OpenAI `POST /v1/containers` parameters."""
+
+    name: str = Field(min_length=1, max_length=256)
+    """Display name (OpenAI `name`); need not be unique, unlike metadata.name."""
+    memory_limit: MemoryLimit = "1g"
+    """Memory limit of the sandbox: `1g` (default), `4g`, `16g` or `64g` (exactly 1Gi…64Gi)."""
+    # `default: {}` lets the API server fill in the nested defaults too.
+    network_policy: NetworkPolicy = Field(default_factory=NetworkPolicy, json_schema_extra={"default": {}})
+    """Outbound network access; default `{type: disabled}`."""
+    expires_after: ExpiresAfter = Field(default_factory=ExpiresAfter, json_schema_extra={"default": {}})
+    """Idle expiry; default 20 minutes after the last activity."""
+    file_ids: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(default=None, max_length=100)
+    """Files API ids copied into /mnt/data before the container is running."""
+    skills: list[Skill] | None = Field(default=None, max_length=64)
+    """Skills to install in the container."""
+
+
+class Condition(_Model):
+    """A standard Kubernetes condition (metav1.Condition)."""
+
+    type: str = Field(max_length=316)
+    """`Ready`, `Expired` or `PodRecreated`."""
+    status: Literal["True", "False", "Unknown"]
+    """Whether the condition holds."""
+    reason: str = Field(default="", max_length=1024)
+    """One CamelCase word for the last transition."""
+    message: str = Field(default="", max_length=32768)
+    """Human-readable details of the last transition."""
+    last_transition_time: datetime
+    """When `status` last changed."""
+    observed_generation: int | None = None
+    """metadata.generation the condition was computed from."""
+
+
+class ContainerStatus(_Model):
+    """Observed state, written by the operator only."""
+
+    id: str | None = Field(default=None, pattern="^cntr_[0-9a-f]{48}$")
+    """The OpenAI id: `cntr_` + 48 lowercase hex, derived from metadata.uid, stable for life."""
+    status: Status | None = None
+    """OpenAI-facing status: `pending` (no ready pod yet), `running`, `failed` (the pod failed;
+    `reason`/`message` say why) or `expired` (idle too long; its pod is gone)."""
+    reason: str | None = None
+    """Why the status is what it is (CamelCase), cleared when running."""
+    message: str | None = None
+    """Human-readable details of `reason`."""
+    pod_name: str | None = None
+    """Name of the sandbox Pod; cleared once expired."""
+    pod_ip: str | None = Field(default=None, alias="podIP")
+    """IP of the sandbox Pod, where the gateway reaches the files sidecar; cleared when not running."""
+    last_active_at: datetime | None = None
+    """Last activity: the newer of creation and the gateway's `kontainers.dev/last-active-at`."""
+    expires_at: datetime | None = None
+    """`lastActiveAt` + `spec.expiresAfter.minutes`."""
+    expired_at: datetime | None = None
+    """When the container expired; it is deleted after the operator's retention period."""
+    observed_generation: int | None = None
+    """metadata.generation the operator last reconciled."""
+    conditions: list[Condition] | None = Field(default=None, json_schema_extra={
+        "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
+    """`Ready` (the pod serves), `Expired`, `PodRecreated` (the pod vanished and was recreated)."""
+
+
+class ContainerResource(_Model):
+    """A sandbox: an isolated Pod with a files sidecar, an idle expiry and a locked-down network,
+    served by the kontainers gateway as an OpenAI container."""
+
+    spec: ContainerSpec
+    status: ContainerStatus | None = None
