@@ -352,3 +352,11 @@ async def test_garbage_in_the_records_directory_is_ignored(root):
                                                    ' "bytes": 1, "source": "user", "created_at": 1}')
     async with make_client(root) as client:
         assert [r["id"] for r in await list_all(client)] == [good["id"]]
+
+
+async def test_paging_after_a_file_deleted_meanwhile_goes_on(client):
+    ids = [(await upload(client, f"f{i}.txt"))["id"] for i in range(4)]
+    resp = await client.delete(f"/files/{ids[1]}", headers=AUTH)
+    assert resp.status == 204
+    resp = await client.get("/files", params={"order": "asc", "after": ids[1]}, headers=AUTH)
+    assert [r["id"] for r in (await resp.json())["data"]] == ids[2:]

@@ -22,14 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from pydantic import ValidationError
 
+from kontainers.api.container_file import FileRecord
+from kontainers.api.errors import error_body
+from kontainers.api.pagination import ListParams, UnknownCursor, paginate
 from kontainers.sidecar import paths
-from kontainers.sidecar.store import READ_CHUNK, FileRecord, FileStore, FileTooLarge, NotAFile
+from kontainers.sidecar.store import READ_CHUNK, StoredFile, FileStore, FileTooLarge, NotAFile
 
 log = logging.getLogger(__name__)
 
 UPLOAD_CHUNK = 256 * 1024
-DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,7 @@ class SidecarError(Exception):
         self.status, self.message, self.param, self.code, self.type = status, message, param, code, type_
 
     def response(self) -> web.Response:
-        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-        return web.json_response(body, status=self.status)
+        return web.json_response(error_body(self.message, self.type, self.param, self.code), status=self.status)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -90,15 +92,15 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-def wire(record: FileRecord, prefix: str) -> dict:
+def wire(record: StoredFile, prefix: str) -> dict:
     """A file record as the protocol carries it."""
-    return {
-        "id": record.id,
-        "path": f"{prefix.rstrip('/')}/{record.path}",
-        "bytes": record.bytes,
-        "source": record.source,
-        "created_at": record.created_at,
-    }
+    return FileRecord(
+        id=record.id,
+        path=f"{prefix.rstrip('/')}/{record.path}",
+        bytes=record.bytes,
+        source=record.source,
+        created_at=record.created_at,
+    ).model_dump()
 
 
 def not_found(file_id: str) -> SidecarError:
@@ -139,29 +141,23 @@ def too_large(limit: int) -> SidecarError:
 
 
 async def list_files(request: web.Request) -> web.Response:
-    after = request.query.get("after") or None
-    order = request.query.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise SidecarError(400, "order must be 'asc' or 'desc'.", param="order")
     try:
-        limit = int(request.query.get("limit", DEFAULT_LIMIT))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIMIT:
-        raise SidecarError(400, f"limit must be an integer between 1 and {MAX_LIMIT}.", param="limit")
+        params = ListParams.from_query(request.query)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = str(first["loc"][0]) if first["loc"] else None
+        raise SidecarError(400, f"Invalid {param}: {first['msg']}.", param=param) from None
     store = request.app[STORE]
     await store.refresh()  # the sandbox may have written or removed files since
-    records = store.records()
-    if order == "desc":
-        records.reverse()
-    if after is not None:
-        ids = [record.id for record in records]
-        if after not in ids:
-            raise SidecarError(400, f"No such file to list after: {after!r}.", param="after")
-        records = records[ids.index(after) + 1 :]
+    try:
+        page = paginate(
+            store.records(), params=params, id_of=lambda r: r.id, key_of=StoredFile.sort_key,
+            after_key=store.removed_key(params.after) if params.after else None,
+        )
+    except UnknownCursor:
+        raise SidecarError(400, f"No such file to list after: {params.after!r}.", param="after") from None
     prefix = request.app[CONFIG].display_prefix
-    page = records[:limit]
-    return web.json_response({"data": [wire(r, prefix) for r in page], "has_more": len(records) > limit})
+    return web.json_response({"data": [wire(r, prefix) for r in page.data], "has_more": page.has_more})
 
 
 async def get_file(request: web.Request) -> web.Response:

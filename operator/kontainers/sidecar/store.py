@@ -21,6 +21,7 @@ import os
 import secrets
 import stat
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 FILE_ID_PREFIX = "cfile_"
 READ_CHUNK = 1024 * 1024
+REMEMBERED_REMOVALS = 1000
 
 
 def new_file_id() -> str:
@@ -44,7 +46,7 @@ def is_file_id(value: str) -> bool:
 
 
 @dataclass
-class FileRecord:
+class StoredFile:
     id: str
     path: str  # relative to the root, "/"-separated
     bytes: int
@@ -79,8 +81,11 @@ class FileStore:
         self._root_fd = -1
         self._records_fd = -1
         self._tmp_fd = -1
-        self._by_id: dict[str, FileRecord] = {}
-        self._by_path: dict[str, FileRecord] = {}
+        self._by_id: dict[str, StoredFile] = {}
+        self._by_path: dict[str, StoredFile] = {}
+        # Sort keys of recently removed files: a client paging with a since-deleted id as `after`
+        # still gets the next page.
+        self._removed: OrderedDict[str, tuple[int, str]] = OrderedDict()
         self._commit = asyncio.Lock()  # one writer of records and names at a time
         self._scan: asyncio.Task[None] | None = None
 
@@ -119,8 +124,8 @@ class FileStore:
                 os.close(fd)
         self._root_fd = self._records_fd = self._tmp_fd = -1
 
-    def _load_records(self) -> list[FileRecord]:
-        by_path: dict[str, FileRecord] = {}
+    def _load_records(self) -> list[StoredFile]:
+        by_path: dict[str, StoredFile] = {}
         for name in os.listdir(self._records_fd):
             record = self._read_record(name)
             if record is None:
@@ -130,20 +135,20 @@ class FileStore:
             # records for one path: the newer describes what is (or was about to be) there.
             older = by_path.get(record.path)
             if older is not None:
-                loser = min(older, record, key=FileRecord.sort_key)
+                loser = min(older, record, key=StoredFile.sort_key)
                 self._unlink_quietly(loser.id, self._records_fd)
-                record = max(older, record, key=FileRecord.sort_key)
+                record = max(older, record, key=StoredFile.sort_key)
             by_path[record.path] = record
         return list(by_path.values())
 
-    def _read_record(self, name: str) -> FileRecord | None:
+    def _read_record(self, name: str) -> StoredFile | None:
         if not is_file_id(name):
             return None
         try:
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=self._records_fd)
             with os.fdopen(fd, "rb") as handle:
                 data = json.loads(handle.read(64 * 1024))
-            record = FileRecord(
+            record = StoredFile(
                 id=str(data["id"]),
                 path=str(data["path"]),
                 bytes=int(data["bytes"]),
@@ -160,18 +165,25 @@ class FileStore:
 
     # --- the index -----------------------------------------------------------------------------
 
-    def _index(self, record: FileRecord) -> None:
+    def _index(self, record: StoredFile) -> None:
         self._by_id[record.id] = record
         self._by_path[record.path] = record
 
-    def _unindex(self, record: FileRecord) -> None:
+    def _unindex(self, record: StoredFile) -> None:
         self._by_id.pop(record.id, None)
+        self._removed[record.id] = record.sort_key()
+        while len(self._removed) > REMEMBERED_REMOVALS:
+            self._removed.popitem(last=False)
         if self._by_path.get(record.path) is record:
             del self._by_path[record.path]
 
-    def records(self) -> list[FileRecord]:
+    def removed_key(self, file_id: str) -> tuple[int, str] | None:
+        """The sort key a recently removed file had, to page after it."""
+        return self._removed.get(file_id)
+
+    def records(self) -> list[StoredFile]:
         """Every known file, oldest first."""
-        return sorted(self._by_id.values(), key=FileRecord.sort_key)
+        return sorted(self._by_id.values(), key=StoredFile.sort_key)
 
     async def refresh(self) -> None:
         """Bring the index in line with the root: new files of the sandbox, files it removed.
@@ -186,13 +198,13 @@ class FileStore:
         async with self._commit:  # an upload committed mid-scan must not look removed
             found = await asyncio.to_thread(self._walk)
             now_ns = time.time_ns()
-            new: list[FileRecord] = []
+            new: list[StoredFile] = []
             for path, size in sorted(found.items()):
                 record = self._by_path.get(path)
                 if record is not None:
                     record.bytes = size  # the sandbox may have changed it
                     continue
-                record = FileRecord(new_file_id(), path, size, "assistant", now_ns // 10**9, now_ns)
+                record = StoredFile(new_file_id(), path, size, "assistant", now_ns // 10**9, now_ns)
                 self._index(record)
                 new.append(record)
             gone = [record for path, record in self._by_path.items() if path not in found]
@@ -202,7 +214,7 @@ class FileStore:
         if new or gone:
             log.info("scanned the root", extra={"new_files": len(new), "removed_files": len(gone)})
 
-    def _persist_changes(self, new: list[FileRecord], gone: list[FileRecord]) -> None:
+    def _persist_changes(self, new: list[StoredFile], gone: list[StoredFile]) -> None:
         for record in new:
             self._write_record(record)
         for record in gone:
@@ -243,7 +255,7 @@ class FileStore:
 
     # --- reads -----------------------------------------------------------------------------------
 
-    async def get(self, file_id: str) -> FileRecord | None:
+    async def get(self, file_id: str) -> StoredFile | None:
         """The record of a file that still exists, its size refreshed; None otherwise."""
         record = self._by_id.get(file_id)
         if record is None:
@@ -262,7 +274,7 @@ class FileStore:
             os.close(fd)
         return record
 
-    async def open_content(self, file_id: str) -> tuple[FileRecord, int] | None:
+    async def open_content(self, file_id: str) -> tuple[StoredFile, int] | None:
         """The record and a read descriptor (the caller closes it) of a file; None if gone."""
         record = self._by_id.get(file_id)
         if record is None:
@@ -274,7 +286,7 @@ class FileStore:
         record.bytes = os.fstat(fd).st_size
         return record, fd
 
-    def _open_content(self, record: FileRecord) -> int:
+    def _open_content(self, record: StoredFile) -> int:
         try:
             return paths.open_regular_file(self._root_fd, record.parts)
         except (paths.IsASymlink, NotADirectoryError):
@@ -286,7 +298,7 @@ class FileStore:
 
     # --- writes ----------------------------------------------------------------------------------
 
-    async def upload(self, name: str, chunks: AsyncIterable[bytes], limit: int) -> FileRecord:
+    async def upload(self, name: str, chunks: AsyncIterable[bytes], limit: int) -> StoredFile:
         """Store a new file at `name` from a stream, atomically: until the last byte is on disk
         nothing is visible; an interrupted or oversized upload leaves nothing behind.
 
@@ -311,7 +323,7 @@ class FileStore:
             fd = -1
             async with self._commit:
                 now_ns = time.time_ns()
-                record = FileRecord(new_file_id(), "/".join(parts), size, "user", now_ns // 10**9, now_ns)
+                record = StoredFile(new_file_id(), "/".join(parts), size, "user", now_ns // 10**9, now_ns)
                 await asyncio.to_thread(self._commit_upload, tmp_name, record)
                 committed = True
                 old = self._by_path.get(record.path)
@@ -326,7 +338,7 @@ class FileStore:
             if not committed:
                 await asyncio.to_thread(self._unlink_quietly, tmp_name, self._tmp_fd)
 
-    def _commit_upload(self, tmp_name: str, record: FileRecord) -> None:
+    def _commit_upload(self, tmp_name: str, record: StoredFile) -> None:
         # The record goes first: a crash before the rename leaves a record without a file (dropped
         # at the next start), never a visible file without its record.
         try:
@@ -354,7 +366,7 @@ class FileStore:
             await asyncio.to_thread(self._delete_sync, record)
         return True
 
-    def _delete_sync(self, record: FileRecord) -> None:
+    def _delete_sync(self, record: StoredFile) -> None:
         try:
             parent = paths.open_dir(self._root_fd, record.parts[:-1])
         except OSError:
@@ -368,7 +380,7 @@ class FileStore:
                 os.close(parent)
         self._unlink_quietly(record.id, self._records_fd)
 
-    def _write_record(self, record: FileRecord) -> None:
+    def _write_record(self, record: StoredFile) -> None:
         tmp = f"{record.id}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=self._records_fd)
         try:
