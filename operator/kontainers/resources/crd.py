@@ -95,7 +95,7 @@ def openapi_schema() -> dict[str, Any]:
     schema["properties"] = {
         "apiVersion": {"type": "string", "description": "Versioned schema of this object (kontainers.dev/v1alpha1)."},
         "kind": {"type": "string", "description": "Kind of this object: Container."},
-        "metadata": {"type": "object", "description": "Standard object metadata."},
+        "metadata": {"type": "object"},  # the API server forbids anything more here
         **schema["properties"],
     }
     return schema

@@ -31,8 +31,9 @@ Status = Literal["pending", "running", "failed", "expired"]
 
 # RE2 (CEL) spelling of "a DNS name or a `*.` wildcard": labels of letters, digits and inner
 # hyphens, at least two labels, and a last label that is not all digits (no IPv4 literals).
+# Character classes instead of backslashes: CEL string literals reject `\.` escapes.
 _LABEL = "[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?"
-DOMAIN_RE = rf"^(\*\.)?({_LABEL}\.)+{_LABEL}$"
+DOMAIN_RE = f"^([*][.])?({_LABEL}[.])+{_LABEL}$"
 DOMAIN_MESSAGE = (
     "must be a DNS name such as api.example.com or a wildcard such as *.example.com, "
     "without scheme, path, port or IP address"
@@ -182,10 +183,11 @@ class ContainerSpec(_Model):
     """Display name (OpenAI `name`); need not be unique, unlike metadata.name."""
     memory_limit: MemoryLimit = "1g"
     """Memory limit of the sandbox: `1g` (default), `4g`, `16g` or `64g` (exactly 1Gi…64Gi)."""
-    # `default: {}` lets the API server fill in the nested defaults too.
-    network_policy: NetworkPolicy = Field(default_factory=NetworkPolicy, json_schema_extra={"default": {}})
+    network_policy: NetworkPolicy = Field(
+        default_factory=NetworkPolicy, json_schema_extra={"default": {"type": "disabled"}})
     """Outbound network access; default `{type: disabled}`."""
-    expires_after: ExpiresAfter = Field(default_factory=ExpiresAfter, json_schema_extra={"default": {}})
+    expires_after: ExpiresAfter = Field(default_factory=ExpiresAfter, json_schema_extra={
+        "default": {"anchor": "last_active_at", "minutes": DEFAULT_EXPIRY_MINUTES}})
     """Idle expiry; default 20 minutes after the last activity."""
     file_ids: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(default=None, max_length=100)
     """Files API ids copied into /mnt/data before the container is running."""
