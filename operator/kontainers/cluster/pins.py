@@ -24,6 +24,8 @@ KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.22.0"
+# The S3-compatible server the Files API's S3 backend is tested against (kontainers.files.s3dev).
+VERSITYGW_VERSION = "v1.8.0"
 
 TOOLS: dict[str, GoTool] = {
     "kubernetes": GoTool(
@@ -50,5 +52,10 @@ TOOLS: dict[str, GoTool] = {
         module="helm.sh/helm/v3",
         version=HELM_VERSION,
         binaries={"helm": "helm.sh/helm/v3/cmd/helm"},
+    ),
+    "versitygw": GoTool(
+        module="github.com/versity/versitygw",
+        version=VERSITYGW_VERSION,
+        binaries={"versitygw": "github.com/versity/versitygw/cmd/versitygw"},
     ),
 }
