@@ -14,7 +14,56 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class OperatorSettings(BaseSettings):
+    """The Container operator (`kontainers operator`). Maps take JSON in env vars, e.g.
+    KONTAINERS_OPERATOR_MEMORY_REQUESTS='{"1g": "512Mi", "4g": "2Gi", "16g": "8Gi", "64g": "32Gi"}'."""
+
     model_config = SettingsConfigDict(env_prefix="KONTAINERS_OPERATOR_", extra="ignore")
+
+    kubeconfig: str | None = None  # else $KUBECONFIG, else in-cluster
+    namespaces: list[str] = []  # Containers watched; empty = cluster-wide
+    # The sandbox runtime container: an image that idles until the gateway or a user runs code in it.
+    sandbox_image: str = "python:3.12-slim"
+    sandbox_command: list[str] = ["sleep", "infinity"]
+    sandbox_read_only_root: bool = True  # writable: /mnt/data and /tmp only
+    # The files sidecar runs the operator's own image (`kontainers sidecar`).
+    sidecar_image: str = "ghcr.io/kontainers/kontainers:0.1.0"
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    image_pull_secrets: list[str] = []
+    run_as_user: int = 10001  # the image's non-root uid; PodSecurity `restricted` needs non-root
+    run_as_group: int = 10001
+    runtime_class_name: str | None = None  # e.g. gvisor or kata, when the cluster offers one
+    # Per memory size (1g/4g/16g/64g); the memory *limit* is always exactly the size.
+    memory_requests: dict[str, str] = {"1g": "256Mi", "4g": "1Gi", "16g": "4Gi", "64g": "16Gi"}
+    cpu_requests: dict[str, str] = {"1g": "100m", "4g": "250m", "16g": "500m", "64g": "1"}
+    cpu_limits: dict[str, str] = {"1g": "1", "4g": "2", "16g": "4", "64g": "8"}  # a missing size: no CPU limit
+    sidecar_port: int = 8081
+    sidecar_requests: dict[str, str] = {"cpu": "10m", "memory": "32Mi"}
+    sidecar_limits: dict[str, str] = {"cpu": "500m", "memory": "256Mi"}
+    data_size_limit: str = "10Gi"  # emptyDir at /mnt/data
+    tmp_size_limit: str = "1Gi"  # emptyDir at /tmp (the root filesystems are read-only)
+    # NetworkPolicy peers. A namespace of None means the operator's own namespace when it runs in
+    # a cluster, and any namespace when it runs outside one.
+    gateway_pod_labels: dict[str, str] = {"app.kubernetes.io/name": "kontainers", "app.kubernetes.io/component": "gateway"}
+    gateway_namespace: str | None = None
+    egress_pod_labels: dict[str, str] = {"app.kubernetes.io/name": "kontainers", "app.kubernetes.io/component": "egress"}
+    egress_namespace: str | None = None
+    egress_port: int = 8080
+    allowlist_dns: bool = False  # also allow DNS to kube-dns (only if the proxy is addressed by name)
+    dns_namespace: str = "kube-system"
+    dns_pod_labels: dict[str, str] = {"k8s-app": "kube-dns"}
+    # Idle expiry: how often each Container is checked, and how long an expired one is kept.
+    expiry_check_interval: float = 30.0
+    expired_retention: float = 3600.0
+    # HA: kopf peering. Replicas with distinct priorities run active/standby (the highest works);
+    # no priority given = a random one, so replicas of one Deployment never pause each other.
+    standalone: bool = False  # ignore peering even if the peering object exists
+    peering_name: str = "kontainers"
+    peering_mandatory: bool = False  # fail instead of running standalone if the peering object is missing
+    peering_priority: int | None = None
+    ops_host: str = "127.0.0.1"  # /healthz, /readyz, /metrics (the chart sets 0.0.0.0)
+    ops_port: int = 8090  # 0 = no ops server
+    log_level: str = "INFO"
+    log_json: bool = True
 
 
 class GatewaySettings(BaseSettings):
@@ -76,4 +125,25 @@ class SidecarSettings(BaseSettings):
 
 
 class EgressSettings(BaseSettings):
+    """The egress proxy (`kontainers egress`): allowlists and domain secrets of allowlist sandboxes."""
+
     model_config = SettingsConfigDict(env_prefix="KONTAINERS_EGRESS_", extra="ignore")
+
+    host: str = "127.0.0.1"  # the chart sets 0.0.0.0
+    port: int = 3128  # the proxy (HTTP_PROXY/HTTPS_PROXY of sandboxes)
+    health_port: int = 8083  # /healthz, /readyz, /metrics
+    allowed_ports: list[int] = [443, 80]  # destination ports a sandbox may reach
+    kubeconfig: str | None = None  # else $KUBECONFIG, else in-cluster
+    namespace: str | None = None  # where the CA Secret lives; default: own namespace, else "default"
+    watch_namespaces: list[str] = []  # Containers watched; empty = all namespaces
+    ca_secret: str = "kontainers-egress-ca"  # the per-install CA (Secret) and its public cert (ConfigMap)
+    confdir: Path = Path("/tmp/kontainers-egress")  # mitmproxy's confdir: the CA is written here
+    max_scrub_bytes: int = 10 * 1024 * 1024  # replies of secret-bearing requests up to this are scrubbed
+    # Tests and local runs only: a static policy file instead of the Kubernetes watch (see
+    # kontainers.egress.registry.load_policy_file), names resolved from a fixed map, loopback
+    # upstreams allowed, and an extra CA trusted for upstream servers.
+    policy_file: Path | None = None
+    host_map: dict[str, str] = {}  # e.g. {"api.example.test": "127.0.0.1"}
+    allow_loopback_upstream: bool = False
+    upstream_ca_file: Path | None = None
+    log_level: str = "INFO"
