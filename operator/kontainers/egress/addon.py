@@ -31,7 +31,7 @@ from mitmproxy.net.http import url
 from mitmproxy.proxy import server_hooks
 from prometheus_client import Counter
 
-from kontainers.egress import placeholders
+from kontainers.egress import domains, placeholders
 from kontainers.egress.policy import ContainerPolicy, Refused, check_destination, same_host
 from kontainers.egress.registry import CredentialsRequired, Registry
 from kontainers.egress.resolver import Resolver
@@ -107,10 +107,11 @@ class EgressGuard:
             flow.request.headers.pop("Proxy-Authorization", None)
             self._check_sni(flow, host)
             self._check_host_header(flow, host, port)
-            await self.resolver.resolve(host, port)
+            ips = await self.resolver.resolve(host, port)
         except Refused as refused:
             self._refuse(flow, refused, client_ip, policy)
             return
+        self._pin(flow, ips[0])
         assert policy is not None
         flow.request.stream = True  # bodies are never inspected: stream them, whatever their size
         secrets = policy.secrets_for(host)
@@ -122,6 +123,17 @@ class EgressGuard:
                 flow.metadata[_SCRUB] = {value: marker for marker, value in values.items()}
                 SUBSTITUTIONS.inc()
         self._log_allowed("request", policy, client_ip, host, port, substituted=substituted)
+
+    @staticmethod
+    def _pin(flow: http.HTTPFlow, ip: str) -> None:
+        """Send the request to the checked address, keeping the Host header (and so the name).
+
+        Targeting the address (rather than the name) also lets mitmproxy reuse the upstream
+        connection for the next request of the same tunnel, since both then name the same address.
+        """
+        header = flow.request.host_header
+        flow.request.host = ip
+        flow.request.host_header = header
 
     def _check_sni(self, flow: http.HTTPFlow, host: str) -> None:
         sni = flow.client_conn.sni
@@ -185,19 +197,30 @@ class EgressGuard:
     # -- connections -------------------------------------------------------------------------
 
     async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
-        """Connect to the address the resolver checked, never to a fresh lookup."""
+        """Last gate before a socket opens: only checked addresses, certificates checked by name.
+
+        Requests normally arrive here already pinned to an address (see `_pin`); anything that
+        still names a host is resolved and checked here rather than by a fresh system lookup.
+        """
         address = data.server.address
         if address is None:
             return
         host, port = address[0], address[1]
         try:
-            ips = await self.resolver.resolve(host, port)
-        except Refused as refused:
+            if domains.is_ip_literal(host):
+                if not self.resolver.acceptable(host.strip("[]")):
+                    raise Refused(f"{host} is not a public address", kind="private_address")
+            else:
+                name = domains.normalize_host(host)
+                ips = await self.resolver.resolve(name, port)
+                data.server.address = (ips[0], port)
+                data.server.sni = name
+        except (Refused, domains.DomainError) as refused:
             data.server.error = str(refused)
             return
-        if data.server.sni is None:
-            data.server.sni = host  # verify the upstream certificate against the name
-        data.server.address = (ips[0], port)
+        tunnel = self._tunnels.get(data.client)
+        if tunnel is not None:
+            data.server.sni = tunnel.host  # verify the upstream certificate against the name
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         tunnel = self._tunnels.get(flow.client_conn)

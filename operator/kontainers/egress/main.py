@@ -39,7 +39,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="kontainers egress", description=__doc__.splitlines()[0])
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; the chart sets 0.0.0.0)")
     parser.add_argument("--port", type=int, help="proxy port (default 3128)")
-    parser.add_argument("--health-port", type=int, help="port of /healthz, /readyz, /metrics (default 8083)")
+    parser.add_argument("--ops-port", type=int, help="port of /healthz, /readyz, /metrics (default 8083)")
     parser.add_argument("--kubeconfig", help="kubeconfig (default $KUBECONFIG, else in-cluster)")
     parser.add_argument("--namespace", help="namespace of the CA Secret (default: own namespace)")
     parser.add_argument("--watch-namespace", action="append", dest="watch_namespaces",
@@ -120,13 +120,13 @@ async def run(settings: EgressSettings) -> int:
         registry, resolver, frozenset(settings.allowed_ports), max_scrub_bytes=settings.max_scrub_bytes
     )
     master = build_master(settings, guard)
-    ops = await start_ops_server(settings.host, settings.health_port, ready=ready.is_set)
+    ops = await start_ops_server(settings.host, settings.ops_port, ready=ready.is_set)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, master.shutdown)
     logger.info(
         "egress proxy listening",
-        extra={"host": settings.host, "port": settings.port, "health_port": settings.health_port,
+        extra={"host": settings.host, "port": settings.port, "ops_port": settings.ops_port,
                "allowed_ports": settings.allowed_ports, "pid": os.getpid()},
     )
     try:

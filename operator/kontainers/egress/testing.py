@@ -141,7 +141,7 @@ class ProxyProcess:
     allowed_ports: list[int]
     upstream_ca_file: Path | None = None
     port: int = 0
-    health_port: int = 0
+    ops_port: int = 0
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -157,7 +157,7 @@ class ProxyProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         policy_file = self.workdir / "policy.yaml"
         policy_file.write_text(yaml.safe_dump({"containers": self.containers}))
-        self.port, self.health_port = free_port(), free_port()
+        self.port, self.ops_port = free_port(), free_port()
         env = {
             **os.environ,
             "KONTAINERS_EGRESS_ALLOWED_PORTS": json.dumps(self.allowed_ports),
@@ -166,7 +166,7 @@ class ProxyProcess:
         }
         args = [
             sys.executable, "-m", "kontainers.cli", "egress",
-            "--port", str(self.port), "--health-port", str(self.health_port),
+            "--port", str(self.port), "--ops-port", str(self.ops_port),
             "--confdir", str(self.workdir / "confdir"), "--policy-file", str(policy_file),
         ]
         if self.upstream_ca_file:
