@@ -131,7 +131,7 @@ class EgressSettings(BaseSettings):
 
     host: str = "127.0.0.1"  # the chart sets 0.0.0.0
     port: int = 3128  # the proxy (HTTP_PROXY/HTTPS_PROXY of sandboxes)
-    health_port: int = 8083  # /healthz, /readyz, /metrics
+    ops_port: int = 8083  # /healthz, /readyz, /metrics (the chart sets its own)
     allowed_ports: list[int] = [443, 80]  # destination ports a sandbox may reach
     kubeconfig: str | None = None  # else $KUBECONFIG, else in-cluster
     namespace: str | None = None  # where the CA Secret lives; default: own namespace, else "default"
