@@ -176,7 +176,7 @@ async def test_bad_list_parameters_are_400_naming_them(client, params, param):
 async def test_unsafe_names_are_refused(client, root, tmp_path, name):
     resp = await client.put("/files", params={"name": name}, data=b"payload", headers=AUTH)
     assert resp.status == 400
-    assert_error(await resp.json(), "name")
+    assert_error(await resp.json(), "file")
     assert visible(root) == []
     assert not (tmp_path / "escape.txt").exists()
     assert leftovers(root) == []
@@ -192,7 +192,7 @@ async def test_upload_through_a_symlinked_directory_is_refused(client, root, tmp
     (root / "evil").symlink_to(outside)
     resp = await client.put("/files", params={"name": "evil/planted.txt"}, data=b"x", headers=AUTH)
     assert resp.status == 400
-    assert_error(await resp.json(), "name")
+    assert_error(await resp.json(), "file")
     assert list(outside.iterdir()) == []
     assert leftovers(root) == []
 

@@ -117,7 +117,7 @@ async def upload(request: web.Request) -> web.Response:
     try:
         paths.upload_parts(name)
     except paths.UnsafeName as exc:
-        raise SidecarError(400, str(exc), param="name", code="invalid_file_name") from None
+        raise SidecarError(400, str(exc), param="file", code="invalid_file_name") from None
     if request.content_length is not None and request.content_length > config.max_upload_bytes:
         raise too_large(config.max_upload_bytes)  # early: no byte of it is read
     try:
@@ -125,7 +125,7 @@ async def upload(request: web.Request) -> web.Response:
     except FileTooLarge:
         raise too_large(config.max_upload_bytes) from None
     except NotAFile:
-        raise SidecarError(400, f"{name!r} is a directory or lies behind a symbolic link.", param="name") from None
+        raise SidecarError(400, f"{name!r} is a directory or lies behind a symbolic link.", param="file") from None
     log.info("file uploaded", extra={"file_id": record.id, "path": record.path, "bytes": record.bytes})
     return web.json_response(wire(record, config.display_prefix), status=201)
 
