@@ -38,12 +38,13 @@ app.kubernetes.io/name: {{ include "kontainers.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/part-of: kontainers
+app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
 Selector labels of one component (stable across upgrades: never add the version here).
-Note: not `app.kubernetes.io/managed-by`: the operator puts `managed-by=kontainers` on the
-sandbox pods, Helm puts `managed-by=Helm` on its own objects.
+The pods do not carry `app.kubernetes.io/managed-by`: on pods it means "a sandbox pod made by the
+operator" (`managed-by=kontainers`), which the gateway and egress pods are not.
 */}}
 {{- define "kontainers.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "kontainers.name" .root }}
