@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -57,6 +58,7 @@ def _go(*args: str, cwd: Path, capture: bool = False) -> str:
     return proc.stdout or ""
 
 
+@functools.lru_cache(maxsize=None)
 def go_version() -> str:
     return _go("env", "GOVERSION", cwd=Path.cwd(), capture=True).strip()
 
@@ -78,12 +80,27 @@ def pin_hash() -> str:
     return digest.hexdigest()[:16]
 
 
+def tool_hash(name: str) -> str:
+    """A digest of what decides one tool's binaries (its pin, scratch module and Go version)."""
+    tool = TOOLS[name]
+    digest = hashlib.sha256(go_version().encode())
+    digest.update(json.dumps([name, tool.module, tool.version, tool.binaries], sort_keys=True).encode())
+    for file in ("go.mod", "go.sum"):
+        path = module_dir(name) / file
+        digest.update(path.read_bytes() if path.exists() else b"")
+    return digest.hexdigest()
+
+
+def cache_root() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "kontainers" / "bin"
+
+
 def bin_dir() -> Path:
     override = os.environ.get("KONTAINERS_BIN_DIR")
     if override:
         return Path(override)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "kontainers" / "bin" / pin_hash()
+    return cache_root() / pin_hash()
 
 
 # --- scratch modules -----------------------------------------------------------------------
@@ -246,17 +263,60 @@ def build_tool(name: str, binaries: list[str], target: Path) -> float:
         return progress.elapsed()
 
 
+# Each bin dir records, per tool, the tool_hash its binaries were built from (.tools/<name>),
+# so a change of one pin (a new pin-hash dir) reuses the other tools' binaries instead of
+# rebuilding them all.
+
+
+def _record_built(target: Path, name: str, digest: str) -> None:
+    (target / ".tools").mkdir(parents=True, exist_ok=True)
+    (target / ".tools" / name).write_text(digest)
+
+
+def reuse_identical_build(name: str, binaries: list[str], target: Path, digest: str) -> Path | None:
+    """Link `binaries` from another cache dir built from the same `digest`; return that dir."""
+    root = cache_root()
+    for sibling in sorted(root.iterdir()) if root.is_dir() else []:
+        marker = sibling / ".tools" / name
+        if sibling == target or not marker.is_file() or marker.read_text() != digest:
+            continue
+        if not all((sibling / binary).is_file() for binary in binaries):
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        for binary in binaries:
+            partial = target / f".{binary}.partial"
+            partial.unlink(missing_ok=True)
+            try:
+                os.link(sibling / binary, partial)
+            except OSError:  # another filesystem
+                shutil.copy2(sibling / binary, partial)
+            os.replace(partial, target / binary)
+        _record_built(target, name, digest)
+        return sibling
+    return None
+
+
 def ensure_built(target: Path | None = None) -> Path:
     """Build every missing binary; return the directory holding them all."""
     target = target or bin_dir()
     missing = missing_binaries(target)
+    if target == cache_root() / pin_hash():  # named by the current pins: its binaries match them
+        for name in TOOLS.keys() - missing.keys():
+            if not (target / ".tools" / name).is_file():
+                _record_built(target, name, tool_hash(name))
     if not missing:
         return target
     if shutil.which("go") is None:
         raise BuildError("Go is required to build the control plane binaries (https://go.dev/dl)")
     started = time.monotonic()
     for name, binaries in missing.items():
+        digest = tool_hash(name)
+        source = reuse_identical_build(name, binaries, target, digest)
+        if source:
+            print(f"[build] {', '.join(binaries)}: reused the identical build in {source}", flush=True)
+            continue
         build_tool(name, binaries, target)
+        _record_built(target, name, digest)
     print(f"[build] all binaries ready in {target} ({time.monotonic() - started:.0f}s)", flush=True)
     return target
 
