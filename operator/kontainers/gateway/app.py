@@ -1,0 +1,86 @@
+"""The gateway's aiohttp application: `/v1` (OpenAI wire), `/openapi.json`, `/healthz`, `/readyz`, `/metrics`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ..observability import http_metrics_middleware, metrics_handler
+from ..resources import names
+from ..settings import GatewaySettings
+from . import container_routes, file_routes
+from .activity import ActivityRecorder, annotation_writer
+from .auth import auth_middleware
+from .cluster import Cluster
+from .create import ContainerCreator
+from .errors import APIError, Handler, error_middleware
+from .kube_cluster import KubeCluster
+from .openapi import openapi_document
+from .request_ids import add_request_id_header, request_id_middleware
+from .sidecar import SidecarClient
+from .state import ACTIVITY, CLUSTER, CREATOR, SETTINGS, SIDECARS
+
+
+def create_app(settings: GatewaySettings | None = None, *, cluster: Cluster | None = None) -> web.Application:
+    """The gateway app; `cluster` defaults to the real API server named by the settings."""
+    settings = settings or GatewaySettings()
+    cluster = cluster or KubeCluster(settings)
+    app = web.Application(
+        client_max_size=settings.max_json_bytes,
+        middlewares=[request_id_middleware, http_metrics_middleware, error_middleware,
+                     readiness_middleware(cluster), auth_middleware(cluster.keys)],
+    )
+    app[SETTINGS] = settings
+    app[CLUSTER] = cluster
+    app[CREATOR] = ContainerCreator(cluster, wait_seconds=settings.create_wait_seconds,
+                                    retry_window_seconds=settings.retry_window_seconds)
+    app[ACTIVITY] = ActivityRecorder(annotation_writer(cluster.annotate_container, names.ANNOTATION_LAST_ACTIVE),
+                                     settings.activity_debounce_seconds)
+    app[SIDECARS] = SidecarClient(cluster, port=settings.sidecar_port,
+                                  connect_timeout=settings.sidecar_connect_timeout,
+                                  retry_after=settings.not_ready_retry_after)
+    app.cleanup_ctx.append(_lifecycle)
+    app.on_response_prepare.append(add_request_id_header)
+    app.router.add_routes(container_routes.routes)
+    app.router.add_routes(file_routes.routes)
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    await app[CLUSTER].start()
+    yield
+    await app[ACTIVITY].close()
+    await app[SIDECARS].close()
+    await app[CLUSTER].stop()
+
+
+def readiness_middleware(cluster: Cluster, prefix: str = "/v1/"):
+    """Until the watches have listed once, `/v1` answers 503 (the SDKs retry) instead of wrong 404s."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(prefix) and not cluster.ready():
+            raise APIError(503, "The gateway is starting; retry shortly.", type="server_error",
+                           headers={"Retry-After": "1"})
+        return await handler(request)
+
+    return middleware
+
+
+async def openapi(_: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if request.app[CLUSTER].ready():
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "not ready"}, status=503)

@@ -1,0 +1,93 @@
+"""`/v1/containers`: create, list, retrieve, delete."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..api.container import ContainerDeleted
+from ..api.container_create import ContainerCreateParams
+from ..api.pagination import ListParams, UnknownCursor, paginate
+from . import resource
+from .auth import TENANT
+from .bodies import read_json_object, retry_count
+from .cache import sort_key
+from .errors import APIError, bad_request, container_not_found
+from .state import ACTIVITY, CLUSTER, CREATOR, SIDECARS
+
+routes = web.RouteTableDef()
+
+FILES_API_MISSING = ("The Files API is not available on this server yet, so `{param}` cannot be used; "
+                     "upload files with POST /v1/containers/{{container_id}}/files instead.")
+
+
+def check_supported(params: ContainerCreateParams) -> None:
+    """Parameters accepted by the schema that this server cannot honour yet: a clear 400."""
+    if params.file_ids:
+        raise bad_request(FILES_API_MISSING.format(param="file_ids"), param="file_ids", code="unsupported_parameter")
+    if params.skills:
+        raise bad_request("Skills are not supported by this server yet.", param="skills", code="unsupported_parameter")
+
+
+def wire(request: web.Request, obj: dict) -> dict:
+    """The container object of a resource, with activity seen here that the watch has not shown yet."""
+    seen = request.app[ACTIVITY].seen(obj["metadata"]["namespace"], obj["metadata"]["name"])
+    return resource.to_wire(obj, seen).model_dump(mode="json")
+
+
+def find_container(request: web.Request) -> dict:
+    """The caller's container named in the path; 404 for unknown ids and other tenants' ids alike."""
+    container_id = request.match_info["container_id"]
+    obj = request.app[CLUSTER].containers.get(request[TENANT].namespace, container_id)
+    if obj is None:
+        raise container_not_found(container_id)
+    return obj
+
+
+def touch(request: web.Request, obj: dict) -> None:
+    request.app[ACTIVITY].touch(obj["metadata"]["namespace"], obj["metadata"]["name"])
+
+
+@routes.post("/v1/containers")
+async def create_container(request: web.Request) -> web.Response:
+    params = ContainerCreateParams.model_validate(await read_json_object(request))
+    check_supported(params)
+    obj = await request.app[CREATOR].create(
+        request[TENANT], params,
+        idempotency_key=request.headers.get("Idempotency-Key") or None,
+        retry_count=retry_count(request),
+    )
+    return web.json_response(wire(request, obj))
+
+
+@routes.get("/v1/containers")
+async def list_containers(request: web.Request) -> web.Response:
+    params = ListParams.from_query(request.query)
+    cache = request.app[CLUSTER].containers
+    items = cache.in_namespace(request[TENANT].namespace)
+    if "name" in request.query:
+        items = [o for o in items if (o.get("spec") or {}).get("name") == request.query["name"]]
+    try:
+        page = paginate(items, params=params, id_of=resource.container_id, key_of=sort_key,
+                        after_key=cache.gone_key(params.after) if params.after else None)
+    except UnknownCursor:
+        raise APIError(400, f"Invalid 'after': no container with id '{params.after}'.", param="after",
+                       code="invalid_value") from None
+    return web.json_response(page.envelope(lambda o: wire(request, o)))
+
+
+@routes.get("/v1/containers/{container_id}")
+async def retrieve_container(request: web.Request) -> web.Response:
+    obj = find_container(request)
+    touch(request, obj)
+    return web.json_response(wire(request, obj))
+
+
+@routes.delete("/v1/containers/{container_id}")
+async def delete_container(request: web.Request) -> web.Response:
+    obj = find_container(request)
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    await request.app[CLUSTER].delete_container(namespace, name)
+    request.app[CLUSTER].containers.forget_deleted(obj)
+    request.app[ACTIVITY].forget(namespace, name)
+    request.app[SIDECARS].forget(obj)
+    return web.json_response(ContainerDeleted(id=resource.container_id(obj)).model_dump(mode="json"))

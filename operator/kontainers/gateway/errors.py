@@ -1,0 +1,108 @@
+"""Failures as the OpenAI error object: handlers raise APIError, one middleware formats.
+
+Anything else that escapes a handler — aiohttp's own HTTP exceptions (unknown route, wrong method,
+body too large) or a bug — is turned into the same shape, so the SDKs always find `body.error`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from ..api.errors import error_body
+from ..api.validation import describe
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class APIError(Exception):
+    """An error reply: status, and the fields of the OpenAI error object."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def response(self) -> web.Response:
+        body = error_body(self.message, self.type, self.param, self.code)
+        return web.json_response(body, status=self.status, headers=self.headers)
+
+
+def invalid_params(error: ValidationError) -> APIError:
+    """400 naming the first offending parameter."""
+    message, param, code = describe(error)
+    return APIError(400, message, param=param, code=code)
+
+
+def bad_request(message: str, *, param: str | None = None, code: str | None = None) -> APIError:
+    return APIError(400, message, param=param, code=code)
+
+
+def not_found(message: str, *, param: str | None = None) -> APIError:
+    return APIError(404, message, param=param, code="not_found")
+
+
+def container_not_found(container_id: str) -> APIError:
+    return not_found(f"No container found with id '{container_id}'.", param="container_id")
+
+
+def file_not_found(file_id: str) -> APIError:
+    return not_found(f"No file found with id '{file_id}'.", param="file_id")
+
+
+def container_expired() -> APIError:
+    return APIError(400, "Container is expired.", code="container_expired")
+
+
+def not_ready(retry_after: int, message: str = "The container is starting; retry shortly.") -> APIError:
+    return APIError(503, message, type="server_error", code="container_not_ready",
+                    headers={"Retry-After": str(retry_after), "retry-after-ms": str(retry_after * 1000)})
+
+
+_AIOHTTP_MESSAGES = {
+    404: "Unknown request URL: {method} {path}.",
+    405: "Method {method} is not allowed for {path}.",
+    413: "Request body too large.",
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects pass through unchanged
+        if request.writer.output_size > 0:
+            raise
+        return _from_http_exception(request, exc).response()
+    except Exception as exc:
+        if request.writer.output_size > 0:
+            # A streamed reply already started: another response cannot follow; aiohttp closes
+            # the connection, so the client sees a truncated body rather than a fake success.
+            raise
+        if isinstance(exc, APIError):
+            return exc.response()
+        if isinstance(exc, ValidationError):
+            return invalid_params(exc).response()
+        log.exception("unhandled error serving %s %s", request.method, request.path)
+        return APIError(500, "The server had an error while processing your request.", type="server_error").response()
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> APIError:
+    """aiohttp's own errors (no route, wrong method, body over client_max_size) in our shape."""
+    template = _AIOHTTP_MESSAGES.get(exc.status)
+    message = template.format(method=request.method, path=request.path) if template else exc.reason
+    type_ = "server_error" if exc.status >= 500 else "invalid_request_error"
+    headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+    return APIError(exc.status, message, type=type_, headers=headers)

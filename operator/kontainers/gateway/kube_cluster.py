@@ -1,0 +1,180 @@
+"""The gateway's Cluster, against a real API server (kubernetes_asyncio)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from .. import kube
+from ..resources import names
+from ..settings import GatewaySettings
+from .auth import KeyStore
+from .cache import ContainerCache
+from .cluster import AlreadyExists, ClusterError
+from .watch import list_watch
+
+log = logging.getLogger(__name__)
+
+_IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def keys_namespace(settings: GatewaySettings) -> str:
+    """Where the API keys Secret lives: the setting, else the gateway's own namespace."""
+    if settings.keys_namespace:
+        return settings.keys_namespace
+    if _IN_CLUSTER_NAMESPACE.exists():
+        return _IN_CLUSTER_NAMESPACE.read_text().strip()
+    return "default"
+
+
+def _error(exc: ApiException) -> ClusterError:
+    return ClusterError(exc.status or 0, str(exc.reason))
+
+
+class KubeCluster:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.containers = ContainerCache()
+        self.keys = KeyStore()
+        self._api: client.ApiClient | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._api = await kube.api_client(self.settings.kubeconfig)
+        custom = client.CustomObjectsApi(self._api)
+        core = client.CoreV1Api(self._api)
+        scopes = self.settings.watch_namespaces or [None]
+        pending = set(range(len(scopes)))
+
+        def listed(scope_index: int, namespace: str | None, items: list[dict]) -> None:
+            self.containers.replace(items, namespace)
+            pending.discard(scope_index)
+            if not pending:
+                self.containers.mark_synced()
+
+        for index, namespace in enumerate(scopes):
+            if namespace is None:
+                call = partial(custom.list_cluster_custom_object, names.GROUP, names.VERSION, names.PLURAL)
+            else:
+                call = partial(custom.list_namespaced_custom_object, names.GROUP, names.VERSION, namespace,
+                               names.PLURAL)
+            self._spawn(list_watch(call, what=f"containers in {namespace or 'all namespaces'}",
+                                   on_list=partial(listed, index, namespace), on_event=self.containers.apply))
+
+        keys_call = partial(core.list_namespaced_secret, keys_namespace(self.settings),
+                            field_selector=f"metadata.name={self.settings.keys_secret}")
+        self._spawn(list_watch(
+            keys_call, what="API keys",
+            on_list=lambda items: self.keys.replace_from_secret(items[0] if items else None),
+            on_event=lambda kind, obj: self.keys.replace_from_secret(None if kind == "DELETED" else obj),
+        ))
+
+    def _spawn(self, coro) -> None:
+        self._tasks.append(asyncio.create_task(coro))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+
+    def ready(self) -> bool:
+        return self.containers.synced and self.keys.synced
+
+    @property
+    def _custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self._api)
+
+    @property
+    def _core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self._api)
+
+    # --- Containers --------------------------------------------------------------------------
+
+    async def create_container(self, obj: Mapping) -> dict:
+        namespace = obj["metadata"]["namespace"]
+        try:
+            return await self._custom.create_namespaced_custom_object(
+                names.GROUP, names.VERSION, namespace, names.PLURAL, dict(obj))
+        except ApiException as exc:
+            if exc.status == 409:
+                raise AlreadyExists(obj["metadata"]["name"]) from None
+            raise _error(exc) from None
+
+    async def get_container(self, namespace: str, name: str) -> dict | None:
+        try:
+            return await self._custom.get_namespaced_custom_object(
+                names.GROUP, names.VERSION, namespace, names.PLURAL, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _error(exc) from None
+
+    async def delete_container(self, namespace: str, name: str) -> None:
+        try:
+            await self._custom.delete_namespaced_custom_object(
+                names.GROUP, names.VERSION, namespace, names.PLURAL, name, propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise _error(exc) from None
+
+    async def annotate_container(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        try:
+            await self._custom.patch_namespaced_custom_object(
+                names.GROUP, names.VERSION, namespace, names.PLURAL, name,
+                {"metadata": {"annotations": dict(annotations)}}, _content_type=MERGE_PATCH)
+        except ApiException as exc:
+            raise _error(exc) from None
+
+    # --- Secrets -----------------------------------------------------------------------------
+
+    async def put_secret(self, namespace: str, name: str, string_data: Mapping[str, str],
+                         labels: Mapping[str, str]) -> None:
+        body = client.V1Secret(metadata=client.V1ObjectMeta(name=name, namespace=namespace, labels=dict(labels)),
+                               type="Opaque", string_data=dict(string_data))
+        try:
+            await self._core.create_namespaced_secret(namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise _error(exc) from None
+            try:
+                await self._core.replace_namespaced_secret(name, namespace, body)
+            except ApiException as exc2:
+                raise _error(exc2) from None
+
+    async def own_secret(self, namespace: str, name: str, owner: Mapping) -> None:
+        try:
+            await self._core.patch_namespaced_secret(
+                name, namespace, {"metadata": {"ownerReferences": [dict(owner)]}}, _content_type=MERGE_PATCH)
+        except ApiException as exc:
+            raise _error(exc) from None
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        try:
+            await self._core.delete_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise _error(exc) from None
+
+    async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        try:
+            secret = await self._core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _error(exc) from None
+        encoded = (secret.data or {}).get(key)
+        return base64.b64decode(encoded).decode() if encoded is not None else None

@@ -1,0 +1,126 @@
+"""`/openapi.json`: the OpenAPI 3.1 document, generated from the same pydantic wire models."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from pydantic.json_schema import models_json_schema
+
+from .. import __name__ as _package
+from ..api import (
+    Container,
+    ContainerCreateParams,
+    ContainerDeleted,
+    ContainerFile,
+    ContainerFileCreateParams,
+    ContainerFileDeleted,
+    ContainerFileList,
+    ContainerList,
+    ErrorResponse,
+)
+
+_REF = "#/components/schemas/{model}"
+_MODELS = [
+    (ContainerCreateParams, "validation"), (ContainerFileCreateParams, "validation"),
+    (Container, "serialization"), (ContainerList, "serialization"), (ContainerDeleted, "serialization"),
+    (ContainerFile, "serialization"), (ContainerFileList, "serialization"),
+    (ContainerFileDeleted, "serialization"), (ErrorResponse, "serialization"),
+]
+
+
+def _ref(model: type) -> dict:
+    return {"$ref": _REF.format(model=model.__name__)}
+
+
+def _json(model: type, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _errors(*statuses: int) -> dict:
+    text = {400: "Invalid request", 401: "Missing or unknown API key", 404: "Not found",
+            413: "File too large", 503: "The container is not ready yet (see Retry-After)"}
+    return {str(s): _json(ErrorResponse, text[s]) for s in statuses}
+
+
+def _param(name: str, where: str, schema: dict, description: str, required: bool = False) -> dict:
+    return {"name": name, "in": where, "required": required or where == "path", "schema": schema,
+            "description": description}
+
+
+_CONTAINER_ID = _param("container_id", "path", {"type": "string"}, "The container id (cntr_…).")
+_FILE_ID = _param("file_id", "path", {"type": "string"}, "The file id (cfile_…).")
+_PAGING = [
+    _param("after", "query", {"type": "string"}, "Exclusive cursor: the id of the last item already seen."),
+    _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "Page size."),
+    _param("order", "query", {"type": "string", "enum": ["asc", "desc"], "default": "desc"}, "By created_at."),
+]
+
+
+@cache
+def openapi_document() -> dict:
+    _, schemas = models_json_schema(_MODELS, ref_template=_REF)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "kontainers", "version": _version(),
+                 "description": "The OpenAI Containers API, self-hosted on Kubernetes."},
+        "servers": [{"url": "/v1"}],
+        "security": [{"bearer": []}],
+        "components": {"schemas": schemas.get("$defs", {}),
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "paths": {
+            "/containers": {
+                "post": {"operationId": "createContainer", "summary": "Create a container",
+                         "requestBody": {"required": True, "content": {
+                             "application/json": {"schema": _ref(ContainerCreateParams)}}},
+                         "responses": {"200": _json(Container, "The container"), **_errors(400, 401)}},
+                "get": {"operationId": "listContainers", "summary": "List containers",
+                        "parameters": [*_PAGING, _param("name", "query", {"type": "string"}, "Only this name.")],
+                        "responses": {"200": _json(ContainerList, "A page of containers"), **_errors(400, 401)}},
+            },
+            "/containers/{container_id}": {
+                "parameters": [_CONTAINER_ID],
+                "get": {"operationId": "retrieveContainer", "summary": "Retrieve a container",
+                        "responses": {"200": _json(Container, "The container"), **_errors(401, 404)}},
+                "delete": {"operationId": "deleteContainer", "summary": "Delete a container",
+                           "responses": {"200": _json(ContainerDeleted, "Deleted"), **_errors(401, 404)}},
+            },
+            "/containers/{container_id}/files": {
+                "parameters": [_CONTAINER_ID],
+                "post": {"operationId": "createContainerFile", "summary": "Upload a file into a container",
+                         "requestBody": {"required": True, "content": {
+                             "multipart/form-data": {"schema": {
+                                 "type": "object", "required": ["file"],
+                                 "properties": {"file": {"type": "string", "format": "binary"}}}},
+                             "application/json": {"schema": _ref(ContainerFileCreateParams)}}},
+                         "responses": {"200": _json(ContainerFile, "The file"), **_errors(400, 401, 404, 413, 503)}},
+                "get": {"operationId": "listContainerFiles", "summary": "List a container's files",
+                        "parameters": _PAGING,
+                        "responses": {"200": _json(ContainerFileList, "A page of files"),
+                                      **_errors(400, 401, 404, 503)}},
+            },
+            "/containers/{container_id}/files/{file_id}": {
+                "parameters": [_CONTAINER_ID, _FILE_ID],
+                "get": {"operationId": "retrieveContainerFile", "summary": "Retrieve a container file",
+                        "responses": {"200": _json(ContainerFile, "The file"), **_errors(400, 401, 404, 503)}},
+                "delete": {"operationId": "deleteContainerFile", "summary": "Delete a container file",
+                           "responses": {"200": _json(ContainerFileDeleted, "Deleted"),
+                                         **_errors(400, 401, 404, 503)}},
+            },
+            "/containers/{container_id}/files/{file_id}/content": {
+                "parameters": [_CONTAINER_ID, _FILE_ID],
+                "get": {"operationId": "retrieveContainerFileContent", "summary": "Download a container file",
+                        "responses": {"200": {"description": "The raw bytes", "content": {
+                            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                            **_errors(400, 401, 404, 503)}},
+            },
+        },
+    }
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(_package)
+    except PackageNotFoundError:
+        return "0.0.0"

@@ -1,0 +1,123 @@
+"""Talking to a container's files sidecar (protocol in docs/architecture.md).
+
+The base URL is the pod IP from the Container's status and the sidecar port; the bearer token is
+key `token` of the Container's sidecar Secret, read once per Container and cached. Sidecar
+errors keep their OpenAI shape and status; an unreachable sidecar is a 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+
+import aiohttp
+
+from ..api.container_file import FileRecord, FileRecordList
+from ..resources import names
+from .cluster import Cluster
+from .errors import APIError, not_ready
+
+log = logging.getLogger(__name__)
+
+
+class SidecarClient:
+    def __init__(self, cluster: Cluster, *, port: int, connect_timeout: float, retry_after: int) -> None:
+        self.cluster = cluster
+        self.port = port
+        self.retry_after = retry_after
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self._tokens: dict[str, str] = {}  # Container uid → sidecar token
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def forget(self, obj: Mapping) -> None:
+        self._tokens.pop(obj["metadata"]["uid"], None)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # No connection pooling limits beyond aiohttp's defaults; each call streams.
+            self._session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=False)
+        return self._session
+
+    # --- the protocol ----------------------------------------------------------------------
+
+    async def upload(self, obj: Mapping, filename: str, chunks: AsyncIterator[bytes]) -> FileRecord:
+        async with self._call(obj, "PUT", "/files", params={"name": filename}, data=chunks,
+                              headers={"Content-Type": "application/octet-stream"}) as response:
+            return FileRecord.model_validate(await response.json(content_type=None))
+
+    async def list(self, obj: Mapping, *, after: str | None, limit: int, order: str) -> FileRecordList:
+        params = {"limit": str(limit), "order": order}
+        if after:
+            params["after"] = after
+        async with self._call(obj, "GET", "/files", params=params) as response:
+            return FileRecordList.model_validate(await response.json(content_type=None))
+
+    async def get(self, obj: Mapping, file_id: str) -> FileRecord:
+        async with self._call(obj, "GET", f"/files/{file_id}") as response:
+            return FileRecord.model_validate(await response.json(content_type=None))
+
+    async def delete(self, obj: Mapping, file_id: str) -> None:
+        async with self._call(obj, "DELETE", f"/files/{file_id}"):
+            pass
+
+    def content(self, obj: Mapping, file_id: str) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """The raw response of `GET /files/{id}/content`, to be streamed by the caller."""
+        return self._call(obj, "GET", f"/files/{file_id}/content")
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    async def _token(self, obj: Mapping) -> str:
+        uid = obj["metadata"]["uid"]
+        token = self._tokens.get(uid)
+        if token is None:
+            secret = names.sidecar_secret_name(obj["metadata"]["name"], uid)
+            token = await self.cluster.secret_value(obj["metadata"]["namespace"], secret, "token")
+            if not token:
+                raise not_ready(self.retry_after)
+            self._tokens[uid] = token
+        return token
+
+    def _base_url(self, obj: Mapping) -> str:
+        pod_ip = (obj.get("status") or {}).get("podIP")
+        if not pod_ip:
+            raise not_ready(self.retry_after)
+        host = f"[{pod_ip}]" if ":" in pod_ip else pod_ip
+        return f"http://{host}:{self.port}"
+
+    @contextlib.asynccontextmanager
+    async def _call(self, obj: Mapping, method: str, path: str, **kwargs) -> AsyncIterator[aiohttp.ClientResponse]:
+        url = self._base_url(obj) + path
+        headers = {"Authorization": f"Bearer {await self._token(obj)}", **kwargs.pop("headers", {})}
+        try:
+            response = await self.session.request(method, url, headers=headers, **kwargs)
+        except aiohttp.ClientConnectorError as exc:
+            log.info("sidecar of %s/%s not reachable: %s", obj["metadata"]["namespace"], obj["metadata"]["name"],
+                     exc.os_error)
+            raise not_ready(self.retry_after) from None
+        async with response:
+            if response.status >= 400:
+                raise await self._error(obj, response)
+            yield response
+
+    async def _error(self, obj: Mapping, response: aiohttp.ClientResponse) -> APIError:
+        if response.status == 401:
+            self.forget(obj)  # a re-created Secret: read the token again next time
+            log.warning("sidecar of %s/%s rejected the gateway's token", obj["metadata"]["namespace"],
+                        obj["metadata"]["name"])
+            return APIError(502, "The container's file service rejected the gateway.", type="server_error")
+        try:
+            error = json.loads(await response.read())["error"]
+            return APIError(response.status, str(error.get("message") or response.reason), type=error.get("type")
+                            or "invalid_request_error", param=error.get("param"), code=error.get("code"))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return APIError(response.status if response.status < 500 else 502,
+                            f"The container's file service answered {response.status}.",
+                            type="server_error" if response.status >= 500 else "invalid_request_error")
