@@ -45,18 +45,13 @@ TOKEN_ENV = "KONTAINERS_SIDECAR_TOKEN"
 RESYNC_SECONDS = 1.0  # how often crashed sidecars and pods whose Secret was missing are retried
 WATCH_SECONDS = 300
 
-# Children started through this die with their parent (PR_SET_PDEATHSIG), so a killed agent or
-# `kontainers dev` leaves no process holding a pod IP. A no-op where prctl does not exist.
+# Children started through this die with their parent (prctl PR_SET_PDEATHSIG = 1, SIGTERM = 15),
+# so a killed agent or `kontainers dev` leaves no process holding a pod IP. Linux only, like the
+# 127.x pod IPs themselves. One line, because it heads every component log.
 _BOOTSTRAP = (
-    "import ctypes, os, signal, sys\n"
-    "try:\n"
-    "    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))\n"
-    "except (OSError, AttributeError):\n"
-    "    pass\n"
-    "if os.getppid() != int(sys.argv[1]):\n"
-    "    sys.exit('parent exited before the child started')\n"
-    "from kontainers.cli import main\n"
-    "sys.exit(main(sys.argv[2:]))\n"
+    "import ctypes, os, sys; ctypes.CDLL(None).prctl(1, 15); "
+    "os.getppid() == int(sys.argv[1]) or sys.exit('parent exited before the child started'); "
+    "from kontainers.cli import main; sys.exit(main(sys.argv[2:]))"
 )
 
 

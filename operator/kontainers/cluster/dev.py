@@ -1,0 +1,304 @@
+"""`kontainers dev --state-dir DIR`: the whole product on this machine, for trying it and for tests.
+
+Starts the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok), installs
+the Container CRD, runs `kontainers operator` and `kontainers gateway` as child processes, runs the
+dev node agent (a real files sidecar per Running pod, since kwok pods run nothing), and creates a
+tenant namespace (Pod Security `restricted`) with an API key. When the gateway answers /readyz it
+writes, in this order:
+
+    DIR/kubeconfig    admin kubeconfig of the control plane
+    DIR/env           OPENAI_BASE_URL=…/v1, OPENAI_API_KEY=…, KUBECONFIG=… (their presence = ready)
+
+and runs until SIGTERM/SIGINT, then stops everything (no process left) and exits 0. Both files are
+removed on the way out. Logs: DIR/logs/{operator,gateway}.log, DIR/cluster/logs/, and each pod's
+sidecar log under DIR/pods/<namespace>/<pod>/. The API key is kept in DIR/apikey (mode 0600), so a
+restart with the same DIR keeps both the containers and the key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import logging
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from kontainers.cluster import build
+from kontainers.cluster.launcher import ControlPlane, ControlPlaneError, free_port
+from kontainers.cluster.nodeagent import DevNodeAgent, kontainers_command
+from kontainers.cluster.process import Component
+from kontainers.kube import api_client
+from kontainers.observability import setup_logging
+from kontainers.resources import names
+
+log = logging.getLogger("kontainers.dev")
+
+KEYS_SECRET = "kontainers-api-keys"
+SYSTEM_NAMESPACE = "kontainers-system"  # where the keys Secret lives, as in an installation
+CRD_FILE = Path(__file__).resolve().parents[3] / "crds" / f"{names.CRD_NAME}.yaml"
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+
+
+class DevError(RuntimeError):
+    """Something of the local stack failed to come up; the message says what and where to look."""
+
+
+class DevStack:
+    """Everything `kontainers dev` runs on top of a started control plane."""
+
+    def __init__(self, args: argparse.Namespace, control_plane: ControlPlane) -> None:
+        self.args = args
+        self.state_dir: Path = args.state_dir
+        self.logs_dir = self.state_dir / "logs"
+        self.control_plane = control_plane
+        self.kubeconfig = str(control_plane.kubeconfig)
+        self.gateway_port = args.port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.gateway_port}/v1"
+        self.components: list[Component] = []
+        self.agent: DevNodeAgent | None = None
+
+    # --- startup ----------------------------------------------------------------------------------
+
+    async def start(self) -> str:
+        """Bring everything up; returns the API key."""
+        await self._install_crd()
+        api = await api_client(self.kubeconfig)
+        async with api:
+            await self._namespace(api, SYSTEM_NAMESPACE, {})
+            await self._namespace(api, self.args.tenant, RESTRICTED)
+            api_key = await self._api_key(api)
+        self._start_component("operator", {
+            "KONTAINERS_OPERATOR_KUBECONFIG": self.kubeconfig,
+            "KONTAINERS_OPERATOR_SIDECAR_PORT": str(self.args.sidecar_port),
+            "KONTAINERS_OPERATOR_OPS_PORT": str(free_port()),
+            "KONTAINERS_OPERATOR_STANDALONE": "true",  # one replica: no peering object needed
+        })
+        self._start_component("gateway", {
+            "KONTAINERS_GATEWAY_HOST": "127.0.0.1",
+            "KONTAINERS_GATEWAY_PORT": str(self.gateway_port),
+            "KONTAINERS_GATEWAY_KUBECONFIG": self.kubeconfig,
+            "KONTAINERS_GATEWAY_KEYS_NAMESPACE": SYSTEM_NAMESPACE,
+            "KONTAINERS_GATEWAY_SIDECAR_PORT": str(self.args.sidecar_port),
+        })
+        self.agent = DevNodeAgent(self.kubeconfig, self.state_dir, self.args.sidecar_port)
+        await self.agent.start()
+        await self._wait_ready(f"http://127.0.0.1:{self.gateway_port}/readyz", "gateway")
+        return api_key
+
+    async def _install_crd(self) -> None:
+        manifest = CRD_FILE if CRD_FILE.is_file() else None
+        if manifest is None:  # installed without the repository: render it from the models
+            from kontainers.resources import crd
+
+            manifest = self.state_dir / "crd.yaml"
+            manifest.write_text(crd.render())
+        await self._kubectl("apply", "--server-side", "--force-conflicts", "-f", str(manifest))
+        await self._kubectl("wait", "--for=condition=Established", f"crd/{names.CRD_NAME}", "--timeout=60s")
+
+    async def _kubectl(self, *args: str) -> str:
+        kubectl = str(self.control_plane.bin_dir / "kubectl")
+        proc = await asyncio.create_subprocess_exec(
+            kubectl, "--kubeconfig", self.kubeconfig, *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+        if proc.returncode != 0:
+            raise DevError(f"kubectl {' '.join(args)} failed:\n{out.decode(errors='replace')}")
+        return out.decode()
+
+    @staticmethod
+    async def _namespace(api: client.ApiClient, name: str, labels: dict[str, str]) -> None:
+        core = client.CoreV1Api(api)
+        body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
+        try:
+            await core.create_namespace(body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            await core.patch_namespace(name, {"metadata": {"labels": labels}})
+
+    async def _api_key(self, api: client.ApiClient) -> str:
+        """The tenant's key (kept in DIR/apikey across restarts), its hash stored for the gateway.
+
+        The Secret format is the gateway's contract (docs/architecture.md, Tenancy): data key
+        sha256(key) in hex, value the tenant namespace.
+        """
+        key_file = self.state_dir / "apikey"
+        api_key = key_file.read_text().strip() if key_file.is_file() else ""
+        if not api_key:
+            api_key = "sk-kontainers-" + secrets.token_urlsafe(32)
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(api_key + "\n")
+        digest = hashlib.sha256(api_key.encode()).hexdigest()
+        data = {digest: base64.b64encode(self.args.tenant.encode()).decode()}
+        core = client.CoreV1Api(api)
+        try:
+            await core.patch_namespaced_secret(KEYS_SECRET, SYSTEM_NAMESPACE, {"data": data})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            secret = client.V1Secret(metadata=client.V1ObjectMeta(name=KEYS_SECRET), data=data, type="Opaque")
+            await core.create_namespaced_secret(SYSTEM_NAMESPACE, secret)
+        return api_key
+
+    def _start_component(self, command: str, env: dict[str, str]) -> None:
+        full_env = {**os.environ, "KUBECONFIG": self.kubeconfig, **env}
+        component = Component(command, kontainers_command(command), self.logs_dir / f"{command}.log", full_env)
+        component.start()
+        self.components.append(component)
+        log.info("started kontainers %s (pid %s), log %s", command, component.pid, component.log)
+
+    async def _wait_ready(self, url: str, what: str, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            if await asyncio.to_thread(_answers, url):
+                return
+            await asyncio.sleep(0.2)
+        raise DevError(f"the {what} was not ready at {url} within {timeout:.0f}s")
+
+    # --- running ----------------------------------------------------------------------------------
+
+    def check_alive(self) -> None:
+        """Raise (with its log tail) if the operator, the gateway or a control-plane process died."""
+        for component in [*self.components, *self.control_plane.components]:
+            code = component.exit_code()
+            if code is not None:
+                raise DevError(f"{component.name} exited ({code}); tail of {component.log}:\n{component.tail()}")
+
+    async def stop(self) -> None:
+        if self.agent is not None:
+            await self.agent.stop()
+            self.agent = None
+        for component in self.components:
+            component.terminate()
+        await asyncio.gather(*(asyncio.to_thread(c.stop) for c in self.components))
+        self.components = []
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def write_atomically(path: Path, text: str, mode: int = 0o600) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def try_it(state_dir: Path, bin_dir: Path, base_url: str) -> str:
+    env = state_dir / "env"
+    return (
+        f"kontainers dev is ready: {base_url}\n"
+        f"  set -a; . {shlex.quote(str(env))}; set +a\n"
+        "  python -c 'import openai; c = openai.OpenAI(); print(c.containers.create(name=\"hello\"))'\n"
+        f"  {shlex.quote(str(bin_dir / 'kubectl'))} get containers -A\n"
+        f"Logs in {state_dir / 'logs'}/. Press Ctrl-C (or send SIGTERM) to stop."
+    )
+
+
+async def serve(args: argparse.Namespace, control_plane: ControlPlane) -> int:
+    """Start the stack, publish DIR/kubeconfig and DIR/env, run until a signal; always clean up."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    stack = DevStack(args, control_plane)
+    env_file, kubeconfig = args.state_dir / "env", args.state_dir / "kubeconfig"
+    startup = asyncio.create_task(stack.start())
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({startup, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not startup.done():
+            startup.cancel()
+            await asyncio.gather(startup, return_exceptions=True)
+            return 0
+        api_key = startup.result()
+        shutil.copyfile(control_plane.kubeconfig, kubeconfig)
+        os.chmod(kubeconfig, 0o600)
+        write_atomically(env_file, "".join(
+            f"{name}={shlex.quote(value)}\n"
+            for name, value in (("OPENAI_BASE_URL", stack.base_url), ("OPENAI_API_KEY", api_key),
+                                ("KUBECONFIG", str(kubeconfig)))
+        ))
+        print(try_it(args.state_dir, control_plane.bin_dir, stack.base_url), flush=True)
+        while not stop.is_set():
+            stack.check_alive()
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except TimeoutError:
+                pass
+        print("stopping kontainers dev", flush=True)
+        return 0
+    finally:
+        stopped.cancel()
+        env_file.unlink(missing_ok=True)
+        kubeconfig.unlink(missing_ok=True)
+        await stack.stop()
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="kontainers dev", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--state-dir", type=Path, required=True, help="everything it writes lives here")
+    parser.add_argument("--port", type=int, default=8080, help="gateway port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--sidecar-port", type=int, default=8081, help="port of the files sidecars on pod IPs")
+    parser.add_argument("--tenant", default="dev", help="namespace of the tenant the API key belongs to")
+    parser.add_argument("--bin-dir", type=Path, help="prebuilt control-plane binaries (default: the pinned build)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    args.state_dir = args.state_dir.resolve()
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level, json=False)
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("env", "kubeconfig"):  # left by a run that was killed: not ready yet
+        (args.state_dir / stale).unlink(missing_ok=True)
+    # Until the event loop takes over, SIGTERM behaves like Ctrl-C so startup unwinds cleanly.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    control_plane = ControlPlane(args.state_dir / "cluster", args.bin_dir)
+    try:
+        control_plane.start()
+        return asyncio.run(serve(args, control_plane))
+    except KeyboardInterrupt:
+        return 0
+    except (ControlPlaneError, build.BuildError, DevError) as error:
+        print(f"kontainers dev: {error}", file=sys.stderr)
+        return 1
+    except Exception:
+        log.exception("kontainers dev failed")
+        return 1
+    finally:
+        # No interruption half-way through stopping: that is how processes get orphaned.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        control_plane.stop()

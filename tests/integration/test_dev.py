@@ -1,0 +1,124 @@
+"""`kontainers dev` end to end: start it, use the openai SDK from DIR/env, SIGTERM, nothing left."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openai
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+READY_TIMEOUT = 300  # includes building the control plane binaries on a cold machine
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def read_env(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        name, _, value = line.partition("=")
+        values[name] = shlex.split(value)[0] if value else ""
+    return values
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (whatever session it moved to)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, pending = set(), [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            if child not in found:
+                found.add(child)
+                pending.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def test_kontainers_dev_serves_the_openai_sdk_and_stops_cleanly(tmp_path):
+    state = tmp_path / "dev"
+    output = tmp_path / "dev.out"
+    # A free sidecar port: other control planes on this machine may hand out the same pod IPs.
+    command = [sys.executable, "-m", "kontainers.cli", "dev", "--state-dir", str(state), "--port", "0",
+               "--sidecar-port", str(free_port())]
+    with output.open("wb") as out:
+        dev = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+
+    def diagnostics() -> str:
+        return "\n".join(f"--- {p}\n{tail(p)}" for p in [output, *sorted((state / "logs").glob("*.log"))])
+
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not (state / "env").exists():
+            assert dev.poll() is None, f"kontainers dev exited ({dev.returncode}):\n{diagnostics()}"
+            assert time.monotonic() < deadline, f"DIR/env never appeared:\n{diagnostics()}"
+            time.sleep(0.5)
+        env = read_env(state / "env")
+        assert set(env) == {"OPENAI_BASE_URL", "OPENAI_API_KEY", "KUBECONFIG"}
+        assert env["OPENAI_BASE_URL"].startswith("http://127.0.0.1:") and env["OPENAI_BASE_URL"].endswith("/v1")
+        assert Path(env["KUBECONFIG"]) == state / "kubeconfig" and (state / "kubeconfig").is_file()
+        assert "kontainers dev is ready" in output.read_text()
+
+        client = openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"])
+        try:
+            container = client.containers.create(name="dev-smoke")
+            assert container.id.startswith("cntr_")
+            data = os.urandom(2 * 1024 * 1024 + 3)
+            uploaded = client.containers.files.create(container.id, file=("blob.bin", data))
+            assert uploaded.path == "/mnt/data/blob.bin" and uploaded.bytes == len(data)
+            content = client.containers.files.content.retrieve(uploaded.id, container_id=container.id)
+            assert content.read() == data
+            listed = [f.id for f in client.containers.files.list(container.id)]
+            assert listed == [uploaded.id]
+        except Exception as error:
+            raise AssertionError(f"{error}\n{diagnostics()}") from error
+        finally:
+            client.close()
+        assert env["OPENAI_API_KEY"] not in diagnostics()  # the key is never logged
+
+        processes = descendants(dev.pid)
+        assert len(processes) >= 8  # control plane, operator, gateway, a sidecar
+        dev.send_signal(signal.SIGTERM)
+        assert dev.wait(90) == 0, diagnostics()
+        deadline = time.monotonic() + 10
+        while left := [p for p in processes if alive(p)]:
+            assert time.monotonic() < deadline, f"processes left behind: {left}"
+            time.sleep(0.1)
+        assert not (state / "env").exists()
+    finally:
+        if dev.poll() is None:
+            dev.send_signal(signal.SIGTERM)
+            try:
+                dev.wait(60)
+            except subprocess.TimeoutExpired:
+                dev.kill()
