@@ -88,6 +88,9 @@ NON_DEFAULT = {
                 "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
                     {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
                                                         "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "gateway"}}}}]}}},
+    "files": {"backend": "s3", "maxUploadBytes": 104857600,
+              "s3": {"endpointUrl": "http://minio.storage.svc:9000", "bucket": "acme-kontainers-files",
+                     "prefix": "prod/", "region": "eu-west-1", "existingSecret": "kontainers-s3"}},
     "egress": {"enabled": False},
 }
 
@@ -114,14 +117,20 @@ def test_helm_lint_is_clean_with_non_default_values(tmp_path):
 def test_default_render_creates_every_component():
     docs = template()
     kinds = sorted({doc["kind"] for doc in docs})
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "Role",
-                     "RoleBinding", "Secret", "Service", "ServiceAccount"]
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment",
+                     "PersistentVolumeClaim", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"]
     assert {d["metadata"]["name"] for d in by_kind(docs, "Deployment")} == {
         "kontainers-operator", "kontainers-gateway", "kontainers-egress"}
     assert {d["metadata"]["name"] for d in by_kind(docs, "CustomResourceDefinition")} == {
         "containers.kontainers.dev", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
     assert one(docs, "Secret")["metadata"]["name"] == "kontainers-api-keys"
-    assert one(docs, "Deployment", "-gateway")["spec"]["replicas"] == 2
+    assert one(docs, "Deployment", "-gateway")["spec"]["replicas"] == 1
+    claim = one(docs, "PersistentVolumeClaim")
+    assert claim["metadata"]["name"] == "kontainers-files"
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    gateway = one(docs, "Deployment", "-gateway")
+    mounts = gateway["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": "files", "mountPath": env_of(gateway)["KONTAINERS_FILES_ROOT"]} in mounts
 
 
 def test_every_deployment_is_hardened_and_probed():
@@ -161,12 +170,19 @@ def test_the_chart_copy_of_the_crd_is_identical_to_crds_dir():
 
 def test_operator_env_carries_the_sandbox_configuration():
     env = env_of(one(template(), "Deployment", "-operator"))
-    assert json.loads(env["KONTAINERS_OPERATOR_WATCH_NAMESPACES"]) == []
+    assert json.loads(env["KONTAINERS_OPERATOR_NAMESPACES"]) == []
     assert env["KONTAINERS_OPERATOR_SANDBOX_IMAGE"] == "python:3.12-slim"
-    sizes = json.loads(env["KONTAINERS_OPERATOR_SIZES"])
-    assert set(sizes) == {"1g", "4g", "16g", "64g"}
-    assert json.loads(env["KONTAINERS_OPERATOR_GATEWAY_SELECTOR"])["app.kubernetes.io/component"] == "gateway"
-    assert json.loads(env["KONTAINERS_OPERATOR_EGRESS_SELECTOR"])["app.kubernetes.io/component"] == "egress"
+    assert env["KONTAINERS_OPERATOR_SIDECAR_IMAGE"] == "ghcr.io/kontainers/kontainers:0.1.0"
+    assert "KONTAINERS_OPERATOR_RUNTIME_CLASS_NAME" not in env, "empty: the cluster default, not an empty name"
+    for name in ("MEMORY_REQUESTS", "CPU_REQUESTS", "CPU_LIMITS"):
+        assert set(json.loads(env[f"KONTAINERS_OPERATOR_{name}"])) == {"1g", "4g", "16g", "64g"}
+    docs = template()
+    gateway_pod_labels = one(docs, "Deployment", "-gateway")["spec"]["template"]["metadata"]["labels"]
+    egress_pod_labels = one(docs, "Deployment", "-egress")["spec"]["template"]["metadata"]["labels"]
+    assert json.loads(env["KONTAINERS_OPERATOR_GATEWAY_POD_LABELS"]).items() <= gateway_pod_labels.items()
+    assert json.loads(env["KONTAINERS_OPERATOR_EGRESS_POD_LABELS"]).items() <= egress_pod_labels.items()
+    assert env["KONTAINERS_OPERATOR_EGRESS_PORT"] == "3128"
+    assert env["KONTAINERS_OPERATOR_OPS_HOST"] == "0.0.0.0"
 
 
 # --- render: non-default values ------------------------------------------------------------
@@ -199,11 +215,21 @@ def test_non_default_values_reach_the_objects(tmp_path):
     env = env_of(operator)
     assert env["KONTAINERS_OPERATOR_RUNTIME_CLASS_NAME"] == "gvisor"
     assert env["KONTAINERS_OPERATOR_SANDBOX_IMAGE"] == "python:3.13-slim"
-    assert env["KONTAINERS_OPERATOR_EXPIRY_CHECK_INTERVAL_SECONDS"] == "60"
-    assert env["KONTAINERS_OPERATOR_RETENTION_SECONDS"] == "86400"
-    sizes = json.loads(env["KONTAINERS_OPERATOR_SIZES"])
-    assert sizes["4g"] == {"memoryRequest": "4Gi", "cpuRequest": "1", "cpuLimit": 4}
-    assert sizes["1g"]["memoryRequest"] == "256Mi", "unset sizes keep their defaults"
+    assert env["KONTAINERS_OPERATOR_SIDECAR_IMAGE"] == gateway["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert env["KONTAINERS_OPERATOR_EXPIRY_CHECK_INTERVAL"] == "60"
+    assert env["KONTAINERS_OPERATOR_EXPIRED_RETENTION"] == "86400"
+    assert json.loads(env["KONTAINERS_OPERATOR_NAMESPACES"]) == ["team-a", "team-b"]
+    assert json.loads(env["KONTAINERS_OPERATOR_MEMORY_REQUESTS"])["4g"] == "4Gi"
+    assert json.loads(env["KONTAINERS_OPERATOR_CPU_LIMITS"])["4g"] == "4"
+    assert json.loads(env["KONTAINERS_OPERATOR_MEMORY_REQUESTS"])["1g"] == "256Mi", "unset sizes keep their defaults"
+
+    assert not by_kind(docs, "PersistentVolumeClaim"), "s3 backend: no files volume"
+    assert gateway_env["KONTAINERS_FILES_BACKEND"] == "s3"
+    assert gateway_env["KONTAINERS_FILES_S3_BUCKET"] == "acme-kontainers-files"
+    assert gateway_env["KONTAINERS_FILES_S3_ENDPOINT_URL"] == "http://minio.storage.svc:9000"
+    assert gateway_env["KONTAINERS_FILES_S3_ACCESS_KEY_ID"] == {
+        "secretKeyRef": {"name": "kontainers-s3", "key": "access-key-id"}}
+    assert gateway_env["KONTAINERS_FILES_MAX_UPLOAD_BYTES"] == "104857600"
 
     ingress = one(docs, "Ingress")
     assert ingress["spec"]["ingressClassName"] == "nginx"
@@ -232,6 +258,14 @@ def test_names_are_truncated_to_63_characters():
             assert len(str(value)) <= 63, (key, value)
     names = [d["metadata"]["name"] for d in by_kind(template(release=release), "Deployment")]
     assert len(set(names)) == 3, "truncation must keep the component suffix"
+
+
+def test_several_gateways_on_a_single_node_volume_fail_with_a_clear_message():
+    proc = helm("template", "k", str(CHART), "--kube-version", KUBE_VERSION,
+                "--set", "gateway.replicas=2", check=False)
+    assert proc.returncode != 0 and "files.backend=s3" in proc.stderr
+    shared = template("gateway.replicas=2", "files.persistence.accessModes={ReadWriteMany}")
+    assert one(shared, "PersistentVolumeClaim")["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
 def test_ingress_without_hosts_fails_with_a_clear_message():
