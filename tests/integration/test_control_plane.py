@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from kontainers.cluster import build
+from kontainers.cluster.pins import KUBERNETES_VERSION
 
 pytestmark = pytest.mark.cluster
 
@@ -133,6 +134,19 @@ def test_rbac_forbids_a_service_account_without_permissions(cluster, namespace):
     )
     still_denied = cluster.kubectl("-n", namespace, "get", "secrets", *as_nobody, check=False)
     assert "Forbidden" in still_denied.stderr
+
+
+async def test_kube_api_fixture_reaches_the_api_server(cluster, kube_api):
+    from kubernetes_asyncio import client
+
+    version = await client.VersionApi(kube_api).get_code()
+    assert version.git_version.startswith("v1.")
+    nodes = await client.CoreV1Api(kube_api).list_node()
+    assert nodes.items
+    if cluster.is_local:
+        assert version.git_version == KUBERNETES_VERSION
+        assert {n.metadata.name for n in nodes.items} >= set(cluster.control_plane.node_cidrs)
+    assert cluster.server.startswith("https://")
 
 
 def _listening_ports(pid: int) -> list[int]:
