@@ -144,4 +144,7 @@ async def run(settings: EgressSettings) -> int:
 def main(argv: list[str]) -> int:
     settings = load_settings(argv)
     setup_logging(settings.log_level)
+    # The HTTP/2 header codecs log every header they encode at DEBUG — substituted secrets too.
+    for codec in ("hpack", "h2", "h11"):
+        logging.getLogger(codec).setLevel(logging.WARNING)
     return asyncio.run(run(settings))

@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,27 @@ class TestServer:
             await self._runner.cleanup()
 
 
+class ServerThread:
+    """Test servers on an event loop of their own, so blocking clients in the test never stall them."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="egress test servers", daemon=True)
+        self._thread.start()
+        self._servers: list[TestServer] = []
+
+    def start(self, tls: TlsMaterial | None) -> TestServer:
+        server = asyncio.run_coroutine_threadsafe(TestServer(tls).start(), self.loop).result(30)
+        self._servers.append(server)
+        return server
+
+    def stop(self) -> None:
+        for server in self._servers:
+            asyncio.run_coroutine_threadsafe(server.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+
 @dataclass
 class ProxyProcess:
     """`kontainers egress` with a static policy (no Kubernetes)."""
@@ -140,6 +162,7 @@ class ProxyProcess:
     host_map: dict[str, str]
     allowed_ports: list[int]
     upstream_ca_file: Path | None = None
+    log_level: str = "INFO"
     port: int = 0
     ops_port: int = 0
     process: subprocess.Popen | None = field(default=None, repr=False)
@@ -163,6 +186,7 @@ class ProxyProcess:
             "KONTAINERS_EGRESS_ALLOWED_PORTS": json.dumps(self.allowed_ports),
             "KONTAINERS_EGRESS_HOST_MAP": json.dumps(self.host_map),
             "KONTAINERS_EGRESS_ALLOW_LOOPBACK_UPSTREAM": "true",
+            "KONTAINERS_EGRESS_LOG_LEVEL": self.log_level,
         }
         args = [
             sys.executable, "-m", "kontainers.cli", "egress",
