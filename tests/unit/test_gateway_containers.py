@@ -1,0 +1,318 @@
+"""The gateway's /v1/containers over a fake cluster: shapes, errors, auth, tenancy, retries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from fixtures.gateway_fake import FakeCluster, run_immediately, start_client
+from kontainers.resources import names
+
+KEY_A, KEY_B = "sk-tenant-a", "sk-tenant-b"
+AUTH_A = {"Authorization": f"Bearer {KEY_A}"}
+AUTH_B = {"Authorization": f"Bearer {KEY_B}"}
+
+
+@pytest.fixture
+async def cluster() -> FakeCluster:
+    fake = FakeCluster()
+    fake.add_key(KEY_A, "tenant-a")
+    fake.add_key(KEY_B, "tenant-b")
+    fake.operator = run_immediately(fake)
+    return fake
+
+
+@pytest.fixture
+async def client(cluster: FakeCluster):
+    client = await start_client(cluster)
+    yield client
+    await client.close()
+
+
+async def create(client, body: dict | None = None, headers: dict | None = None, **kwargs):
+    return await client.post("/v1/containers", json=body or {"name": "c"}, headers={**AUTH_A, **(headers or {})},
+                             **kwargs)
+
+
+async def error_of(response, status: int) -> dict:
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/json"
+    assert response.headers["x-request-id"].startswith("req_")
+    body = await response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    return body["error"]
+
+
+async def test_create_returns_a_running_container_with_every_field(client, cluster: FakeCluster) -> None:
+    response = await create(client, {
+        "name": "all params", "memory_limit": "4g", "expires_after": {"anchor": "last_active_at", "minutes": 7},
+        "network_policy": {"type": "allowlist", "allowed_domains": ["api.example.com"],
+                           "domain_secrets": [{"domain": "api.example.com", "name": "TOKEN", "value": "hunter2"}]},
+    })
+    assert response.status == 200
+    assert response.content_type == "application/json"
+    body = await response.json()
+    assert body["id"].startswith("cntr_") and len(body["id"]) == 5 + 48
+    assert body["object"] == "container" and body["status"] == "running" and body["name"] == "all params"
+    assert body["memory_limit"] == "4g"
+    assert body["expires_after"] == {"anchor": "last_active_at", "minutes": 7}
+    assert body["network_policy"] == {"type": "allowlist", "allowed_domains": ["api.example.com"]}
+    assert isinstance(body["created_at"], int) and body["last_active_at"] >= body["created_at"]
+    assert "hunter2" not in json.dumps(body)
+
+    (obj,) = cluster.objects.values()
+    assert obj["metadata"]["namespace"] == "tenant-a"
+    secret_name = names.domain_secrets_name(obj["metadata"]["name"])
+    assert obj["spec"]["networkPolicy"]["domainSecrets"] == [
+        {"domain": "api.example.com", "name": "TOKEN", "secretKeyRef": {"name": secret_name, "key": "0-TOKEN"}}]
+    assert "hunter2" not in json.dumps(obj)
+    secret = cluster.secrets[("tenant-a", secret_name)]
+    assert secret["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
+    assert await cluster.secret_value("tenant-a", secret_name, "0-TOKEN") == "hunter2"
+
+
+async def test_defaults_and_spec(client, cluster: FakeCluster) -> None:
+    body = await (await create(client, {"name": "Hello World!"})).json()
+    assert body["memory_limit"] == "1g"
+    assert body["expires_after"] == {"anchor": "last_active_at", "minutes": 20}
+    assert body["network_policy"] == {"type": "disabled"}
+    (obj,) = cluster.objects.values()
+    assert obj["metadata"]["name"].startswith("hello-world-")
+    assert obj["spec"] == {"name": "Hello World!", "memoryLimit": "1g",
+                           "expiresAfter": {"anchor": "last_active_at", "minutes": 20},
+                           "networkPolicy": {"type": "disabled"}}
+
+
+async def test_create_waits_at_most_the_setting_and_returns_pending(cluster: FakeCluster) -> None:
+    cluster.operator = None
+    client = await start_client(cluster, create_wait_seconds=0.2)
+    try:
+        response = await create(client)
+        assert (await response.json())["status"] == "pending"
+    finally:
+        await client.close()
+
+
+async def test_create_returns_as_soon_as_running(cluster: FakeCluster) -> None:
+    cluster.operator = None
+    client = await start_client(cluster, create_wait_seconds=10)
+    try:
+        async def operate_later() -> None:
+            while not cluster.objects:
+                await asyncio.sleep(0.01)
+            (obj,) = cluster.objects.values()
+            await asyncio.sleep(0.1)
+            cluster.set_status("tenant-a", obj["metadata"]["name"], status="running", podIP="127.0.0.1")
+
+        started = asyncio.get_running_loop().time()
+        operating = asyncio.create_task(operate_later())
+        body = await (await create(client)).json()
+        await operating
+        assert body["status"] == "running"
+        assert asyncio.get_running_loop().time() - started < 5
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize(("raw", "param", "code"), [
+    (b"{not json", None, "invalid_json"),
+    (b"", None, "invalid_json"),
+    (b"[1, 2]", None, "invalid_type"),
+    (b'{"name": 12}', "name", "invalid_type"),
+    (b'{"name": "x", "memory_limit": "3g"}', "memory_limit", "invalid_value"),
+    (b'{"name": "x", "surprise": true}', "surprise", "unknown_parameter"),
+    (b'{"name": "x", "network_policy": {"type": "allowlist", "allowed_domains": ["ftp://x.com"]}}',
+     "network_policy.allowed_domains[0]", "invalid_value"),
+    (b'{"name": "x", "file_ids": ["file-abc"]}', "file_ids", "unsupported_parameter"),
+])
+async def test_bad_create_bodies_are_400_naming_the_param(client, cluster: FakeCluster, raw: bytes, param, code) -> None:
+    response = await client.post("/v1/containers", data=raw, headers={**AUTH_A, "Content-Type": "application/json"})
+    error = await error_of(response, 400)
+    assert (error["param"], error["code"], error["type"]) == (param, code, "invalid_request_error")
+    assert not cluster.objects
+
+
+async def test_auth_is_required_and_keys_are_never_echoed(client) -> None:
+    error = await error_of(await client.get("/v1/containers"), 401)
+    assert error["code"] == "missing_api_key"
+    error = await error_of(await client.get("/v1/containers", headers={"Authorization": "Bearer sk-wrong-key"}), 401)
+    assert error["code"] == "invalid_api_key" and "sk-wrong-key" not in error["message"]
+    error = await error_of(await client.get("/v1/containers", headers={"Authorization": "Basic abc"}), 401)
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_tenants_see_only_their_namespace(client, cluster: FakeCluster) -> None:
+    mine = await (await create(client, {"name": "mine"})).json()
+    assert (await client.get(f"/v1/containers/{mine['id']}", headers=AUTH_A)).status == 200
+    for method in ("get", "delete"):
+        response = await getattr(client, method)(f"/v1/containers/{mine['id']}", headers=AUTH_B)
+        error = await error_of(response, 404)
+        assert error["param"] == "container_id"
+    response = await client.get(f"/v1/containers/{mine['id']}/files", headers=AUTH_B)
+    await error_of(response, 404)
+    listing = await (await client.get("/v1/containers", headers=AUTH_B)).json()
+    assert listing["data"] == []
+    assert len(cluster.objects) == 1
+
+
+async def test_containers_made_with_kubectl_appear(client, cluster: FakeCluster) -> None:
+    obj = cluster.add_external("tenant-a", "by-hand", {"name": "by hand", "memoryLimit": "16g"})
+    cid = names.container_id(obj["metadata"]["uid"])
+    body = await (await client.get(f"/v1/containers/{cid}", headers=AUTH_A)).json()
+    assert (body["name"], body["memory_limit"], body["status"]) == ("by hand", "16g", "pending")
+
+
+async def test_list_pages_in_both_orders_and_filters_by_name(client, cluster: FakeCluster) -> None:
+    for n in range(25):
+        cluster.add_external("tenant-a", f"c{n}", {"name": "even" if n % 2 == 0 else "odd"},
+                             created=f"2030-01-01T00:00:{n // 4:02d}Z")
+    for order in ("asc", "desc"):
+        ids, after = [], None
+        while True:
+            query = {"order": order, "limit": "7", **({"after": after} if after else {})}
+            body = await (await client.get("/v1/containers", params=query, headers=AUTH_A)).json()
+            assert set(body) == {"object", "data", "first_id", "last_id", "has_more"}
+            ids += [c["id"] for c in body["data"]]
+            if not body["has_more"]:
+                break
+            assert body["last_id"] == body["data"][-1]["id"]
+            after = body["last_id"]
+        assert len(ids) == len(set(ids)) == 25
+        created = [cluster.containers.get("tenant-a", i)["metadata"]["creationTimestamp"] for i in ids]
+        assert created == sorted(created, reverse=order == "desc")
+    body = await (await client.get("/v1/containers", params={"name": "even", "limit": "100"}, headers=AUTH_A)).json()
+    assert len(body["data"]) == 13 and {c["name"] for c in body["data"]} == {"even"}
+    default = await (await client.get("/v1/containers", headers=AUTH_A)).json()
+    assert len(default["data"]) == 20 and default["has_more"] is True
+
+
+@pytest.mark.parametrize(("query", "param"), [({"limit": "0"}, "limit"), ({"limit": "abc"}, "limit"),
+                                              ({"order": "sideways"}, "order"), ({"after": "cntr_nope"}, "after")])
+async def test_bad_list_queries(client, query: dict, param: str) -> None:
+    error = await error_of(await client.get("/v1/containers", params=query, headers=AUTH_A), 400)
+    assert error["param"] == param
+
+
+async def test_paging_past_a_deleted_container_still_works(client, cluster: FakeCluster) -> None:
+    for n in range(5):
+        cluster.add_external("tenant-a", f"c{n}", {"name": "x"}, created=f"2030-01-01T00:00:0{n}Z")
+    first = await (await client.get("/v1/containers", params={"order": "asc", "limit": "2"}, headers=AUTH_A)).json()
+    assert (await client.delete(f"/v1/containers/{first['last_id']}", headers=AUTH_A)).status == 200
+    rest = await (await client.get("/v1/containers", params={"order": "asc", "after": first["last_id"]},
+                                   headers=AUTH_A)).json()
+    assert len(rest["data"]) == 3
+
+
+async def test_delete(client, cluster: FakeCluster) -> None:
+    body = await (await create(client)).json()
+    response = await client.delete(f"/v1/containers/{body['id']}", headers={**AUTH_A, "Accept": "*/*"})
+    assert response.status == 200 and response.content_type == "application/json"
+    assert await response.json() == {"id": body["id"], "object": "container.deleted", "deleted": True}
+    assert not cluster.objects
+    await error_of(await client.get(f"/v1/containers/{body['id']}", headers=AUTH_A), 404)
+    await error_of(await client.delete(f"/v1/containers/{body['id']}", headers=AUTH_A), 404)
+
+
+async def test_idempotency_key_returns_the_same_container(client, cluster: FakeCluster) -> None:
+    headers = {"Idempotency-Key": "op-1"}
+    first = await (await create(client, headers=headers)).json()
+    again = await (await create(client, headers={**headers, "x-stainless-retry-count": "1"})).json()
+    assert again["id"] == first["id"]
+    # The key is scoped to the API key: another tenant with the same Idempotency-Key gets its own.
+    other = await client.post("/v1/containers", json={"name": "c"}, headers={**AUTH_B, **headers})
+    assert (await other.json())["id"] != first["id"]
+    assert len(cluster.objects) == 2
+
+
+async def test_idempotency_key_when_the_cache_has_not_seen_it_yet(client, cluster: FakeCluster) -> None:
+    headers = {"Idempotency-Key": "op-2"}
+    first = await (await create(client, headers=headers)).json()
+    cluster.containers.forget_deleted(cluster.containers.get("tenant-a", first["id"]))  # hide it from the cache
+    again = await create(client, headers=headers)
+    assert again.status == 200 and (await again.json())["id"] == first["id"]
+    assert len(cluster.objects) == 1
+
+
+async def test_lost_reply_then_sdk_retry_returns_the_created_container(client, cluster: FakeCluster) -> None:
+    cluster.lose_create_reply = True
+    first = await create(client, {"name": "lost"})
+    # The API server stored it although its reply was lost: the gateway finds it and answers 200.
+    assert first.status == 200
+    body = await first.json()
+    # The SDK (whose reply was lost on the way back) retries the same body.
+    again = await create(client, {"name": "lost"}, headers={"x-stainless-retry-count": "1"})
+    assert (await again.json())["id"] == body["id"]
+    assert len(cluster.objects) == 1
+    # Not a retry: the same body makes a second container, as OpenAI does.
+    await create(client, {"name": "lost"}, headers={"x-stainless-retry-count": "0"})
+    assert len(cluster.objects) == 2
+
+
+async def test_concurrent_retry_waits_for_the_original(cluster: FakeCluster) -> None:
+    cluster.operator = None
+    client = await start_client(cluster, create_wait_seconds=0.5)
+    try:
+        original = asyncio.create_task(create(client, {"name": "slow"}))
+        while not cluster.objects:
+            await asyncio.sleep(0.01)
+        retry = await create(client, {"name": "slow"}, headers={"x-stainless-retry-count": "1"})
+        first = await (await original).json()
+        assert (await retry.json())["id"] == first["id"]
+        assert cluster.create_calls == 1
+    finally:
+        await client.close()
+
+
+async def test_retrieve_records_debounced_activity(client, cluster: FakeCluster) -> None:
+    body = await (await create(client)).json()
+    for _ in range(5):
+        got = await (await client.get(f"/v1/containers/{body['id']}", headers=AUTH_A)).json()
+        assert got["last_active_at"] >= body["created_at"]
+    await asyncio.sleep(0.5)  # > the 0.3 s debounce window: the trailing write has happened
+    written = [a for a in cluster.annotations_written if names.ANNOTATION_LAST_ACTIVE in a[2]]
+    assert len(written) == 2  # the first touch at once, the other four folded into one
+    (obj,) = cluster.objects.values()
+    assert obj["metadata"]["annotations"][names.ANNOTATION_LAST_ACTIVE].endswith("Z")
+
+
+async def test_every_reply_has_a_request_id_and_json_content_type(client) -> None:
+    for response in [await client.get("/v1/containers", headers=AUTH_A), await client.get("/nowhere"),
+                     await client.put("/v1/containers", headers=AUTH_A), await client.get("/openapi.json")]:
+        assert response.headers["x-request-id"].startswith("req_")
+        assert response.content_type == "application/json"
+    error = await error_of(await client.get("/v1/nope", headers=AUTH_A), 404)
+    assert error["type"] == "invalid_request_error"
+    await error_of(await client.put("/v1/containers", headers=AUTH_A), 405)
+
+
+async def test_json_bodies_over_the_limit_are_413(cluster: FakeCluster) -> None:
+    client = await start_client(cluster, max_json_bytes=1000)
+    try:
+        response = await client.post("/v1/containers", data=json.dumps({"name": "x" * 2000}),
+                                     headers={**AUTH_A, "Content-Type": "application/json"})
+        await error_of(response, 413)
+    finally:
+        await client.close()
+
+
+async def test_openapi_health_and_readiness(cluster: FakeCluster) -> None:
+    client = await start_client(cluster)
+    try:
+        doc = await (await client.get("/openapi.json")).json()
+        assert {"/containers", "/containers/{container_id}", "/containers/{container_id}/files",
+                "/containers/{container_id}/files/{file_id}",
+                "/containers/{container_id}/files/{file_id}/content"} <= set(doc["paths"])
+        assert "ContainerCreateParams" in doc["components"]["schemas"]
+        assert (await client.get("/readyz")).status == 200
+        cluster.containers.synced = False
+        assert (await client.get("/readyz")).status == 503
+        response = await client.get("/v1/containers", headers=AUTH_A)
+        await error_of(response, 503)
+        assert response.headers["Retry-After"] == "1"
+        metrics = await (await client.get("/metrics")).text()
+        assert "kontainers_http_requests_total" in metrics
+    finally:
+        await client.close()

@@ -1,0 +1,204 @@
+"""The gateway's container-file routes, proxied to a real files sidecar app on loopback."""
+
+from __future__ import annotations
+
+import os
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from fixtures.gateway_fake import FakeCluster, run_immediately, start_client
+from kontainers.sidecar.app import SidecarConfig, create_app as sidecar_app
+
+KEY = "sk-files"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+TOKEN = "sidecar-secret-token"
+
+
+@pytest.fixture
+async def sidecar(tmp_path):
+    server = TestServer(sidecar_app(SidecarConfig(root=tmp_path / "data", token=TOKEN,
+                                                  max_upload_bytes=64 * 1024 * 1024)), host="127.0.0.1")
+    (tmp_path / "data").mkdir()
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def cluster() -> FakeCluster:
+    fake = FakeCluster()
+    fake.add_key(KEY, "files-tenant")
+    fake.operator = run_immediately(fake, token=TOKEN)
+    return fake
+
+
+@pytest.fixture
+async def client(cluster: FakeCluster, sidecar: TestServer):
+    client = await start_client(cluster, sidecar_port=sidecar.port, max_upload_bytes=8 * 1024 * 1024)
+    yield client
+    await client.close()
+
+
+async def new_container(client) -> dict:
+    response = await client.post("/v1/containers", json={"name": "files"}, headers=AUTH)
+    assert response.status == 200
+    return await response.json()
+
+
+def form(data: bytes, filename: str = "blob.bin") -> aiohttp.FormData:
+    body = aiohttp.FormData()
+    body.add_field("file", data, filename=filename, content_type="application/octet-stream")
+    return body
+
+
+async def expect_error(response, status: int) -> dict:
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/json"
+    assert "x-request-id" in response.headers
+    return (await response.json())["error"]
+
+
+async def test_upload_list_retrieve_download_delete(client, cluster: FakeCluster) -> None:
+    container = await new_container(client)
+    base = f"/v1/containers/{container['id']}/files"
+    payload = os.urandom(5 * 1024 * 1024 + 7)
+    response = await client.post(base, data=form(payload), headers=AUTH)
+    assert response.status == 200, await response.text()
+    created = await response.json()
+    assert created["object"] == "container.file" and created["container_id"] == container["id"]
+    assert created["id"].startswith("cfile_") and created["bytes"] == len(payload)
+    assert created["path"] == "/mnt/data/blob.bin" and created["source"] == "user"
+
+    listing = await (await client.get(base, headers=AUTH)).json()
+    assert listing["object"] == "list" and [f["id"] for f in listing["data"]] == [created["id"]]
+    assert listing["first_id"] == listing["last_id"] == created["id"] and listing["has_more"] is False
+
+    got = await (await client.get(f"{base}/{created['id']}", headers=AUTH)).json()
+    assert got == created
+
+    content = await client.get(f"{base}/{created['id']}/content", headers={**AUTH, "Accept": "application/binary"})
+    assert content.status == 200 and "x-request-id" in content.headers
+    assert await content.read() == payload
+
+    deleted = await client.delete(f"{base}/{created['id']}", headers=AUTH)
+    assert await deleted.json() == {"id": created["id"], "object": "container.file.deleted", "deleted": True}
+    error = await expect_error(await client.get(f"{base}/{created['id']}", headers=AUTH), 404)
+    assert error["type"] == "invalid_request_error"
+    await expect_error(await client.get(f"{base}/cfile_../../etc", headers=AUTH), 404)
+
+
+async def test_file_list_pagination(client) -> None:
+    container = await new_container(client)
+    base = f"/v1/containers/{container['id']}/files"
+    for n in range(5):
+        assert (await client.post(base, data=form(b"x" * n, f"f{n}.txt"), headers=AUTH)).status == 200
+    ids, after = [], None
+    while True:
+        page = await (await client.get(base, params={"limit": "2", "order": "asc", **({"after": after} if after else {})},
+                                       headers=AUTH)).json()
+        ids += [f["id"] for f in page["data"]]
+        if not page["has_more"]:
+            break
+        after = page["last_id"]
+    assert len(set(ids)) == 5
+    await expect_error(await client.get(base, params={"limit": "500"}, headers=AUTH), 400)
+
+
+async def test_upload_over_the_limit_is_413_and_leaves_nothing(client) -> None:
+    container = await new_container(client)
+    base = f"/v1/containers/{container['id']}/files"
+    error = await expect_error(await client.post(base, data=form(os.urandom(9 * 1024 * 1024)), headers=AUTH), 413)
+    assert error["param"] == "file"
+    assert (await (await client.get(base, headers=AUTH)).json())["data"] == []
+
+
+async def test_upload_over_the_limit_without_content_length_is_413(client) -> None:
+    container = await new_container(client)
+    base = f"/v1/containers/{container['id']}/files"
+
+    async def chunks():
+        for _ in range(10):
+            yield os.urandom(1024 * 1024)
+
+    with aiohttp.MultipartWriter("form-data") as writer:
+        part = writer.append(chunks())
+        part.set_content_disposition("form-data", name="file", filename="big.bin")
+    error = await expect_error(await client.post(base, data=writer, headers=AUTH), 413)
+    assert error["code"] == "file_too_large"
+    assert (await (await client.get(base, headers=AUTH)).json())["data"] == []
+
+
+async def test_file_id_is_a_clear_400(client) -> None:
+    container = await new_container(client)
+    response = await client.post(f"/v1/containers/{container['id']}/files", json={"file_id": "file-123"},
+                                 headers=AUTH)
+    error = await expect_error(response, 400)
+    assert error["param"] == "file_id" and "Files API" in error["message"]
+    error = await expect_error(await client.post(f"/v1/containers/{container['id']}/files", json={"file_id": 3},
+                                                 headers=AUTH), 400)
+    assert error["code"] == "invalid_type"
+
+
+async def test_missing_file_part_is_400(client) -> None:
+    container = await new_container(client)
+    body = aiohttp.FormData()
+    body.add_field("purpose", "nothing")
+    body.add_field("other", b"x", filename="x.txt")
+    error = await expect_error(await client.post(f"/v1/containers/{container['id']}/files", data=body,
+                                                 headers=AUTH), 400)
+    assert error["param"] == "file"
+
+
+async def test_expired_container_file_ops_are_400(client, cluster: FakeCluster) -> None:
+    container = await new_container(client)
+    (obj,) = cluster.objects.values()
+    cluster.set_status("files-tenant", obj["metadata"]["name"], status="expired", podIP=None)
+    base = f"/v1/containers/{container['id']}/files"
+    for response in [await client.get(base, headers=AUTH), await client.post(base, data=form(b"x"), headers=AUTH),
+                     await client.get(f"{base}/cfile_0123", headers=AUTH),
+                     await client.get(f"{base}/cfile_0123/content", headers=AUTH),
+                     await client.delete(f"{base}/cfile_0123", headers=AUTH)]:
+        error = await expect_error(response, 400)
+        assert (error["message"], error["type"]) == ("Container is expired.", "invalid_request_error")
+    body = await (await client.get(f"/v1/containers/{container['id']}", headers=AUTH)).json()
+    assert body["status"] == "expired"
+
+
+async def test_not_ready_is_503_with_retry_after(client, cluster: FakeCluster) -> None:
+    cluster.operator = None
+    container = await new_container(client)  # stays pending: no operator
+    response = await client.get(f"/v1/containers/{container['id']}/files", headers=AUTH)
+    error = await expect_error(response, 503)
+    assert response.headers["Retry-After"] == "2" and error["code"] == "container_not_ready"
+
+
+async def test_unreachable_sidecar_is_503(cluster: FakeCluster) -> None:
+    cluster.operator = run_immediately(cluster, pod_ip="127.0.0.1", token=TOKEN)
+    client = await start_client(cluster, sidecar_port=9)  # nothing listens on the discard port
+    try:
+        container = await new_container(client)
+        response = await client.get(f"/v1/containers/{container['id']}/files", headers=AUTH)
+        await expect_error(response, 503)
+        assert "Retry-After" in response.headers
+    finally:
+        await client.close()
+
+
+async def test_wrong_sidecar_token_is_a_server_error_without_leaking_it(cluster: FakeCluster, sidecar) -> None:
+    cluster.operator = run_immediately(cluster, token="not-the-token")
+    client = await start_client(cluster, sidecar_port=sidecar.port)
+    try:
+        container = await new_container(client)
+        response = await client.get(f"/v1/containers/{container['id']}/files", headers=AUTH)
+        error = await expect_error(response, 502)
+        assert "not-the-token" not in str(error) and TOKEN not in str(error)
+    finally:
+        await client.close()
+
+
+async def test_file_activity_is_recorded(client, cluster: FakeCluster) -> None:
+    container = await new_container(client)
+    await client.get(f"/v1/containers/{container['id']}/files", headers=AUTH)
+    assert cluster.annotations_written, "a file operation counts as activity"
