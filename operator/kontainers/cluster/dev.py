@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import hashlib
 import logging
 import os
-import secrets
 import shlex
 import shutil
 import signal
@@ -39,6 +36,8 @@ from kontainers.cluster import build
 from kontainers.cluster.launcher import ControlPlane, ControlPlaneError, free_port
 from kontainers.cluster.nodeagent import DevNodeAgent, kontainers_command
 from kontainers.cluster.process import Component
+from kontainers.gateway import apikeys
+from kontainers.gateway.auth import key_hash
 from kontainers.kube import api_client
 from kontainers.observability import setup_logging
 from kontainers.resources import names
@@ -82,10 +81,12 @@ class DevStack:
             await self._namespace(api, SYSTEM_NAMESPACE, {})
             await self._namespace(api, self.args.tenant, RESTRICTED)
             api_key = await self._api_key(api)
+        operator_ops_port = free_port()
         self._start_component("operator", {
             "KONTAINERS_OPERATOR_KUBECONFIG": self.kubeconfig,
             "KONTAINERS_OPERATOR_SIDECAR_PORT": str(self.args.sidecar_port),
-            "KONTAINERS_OPERATOR_OPS_PORT": str(free_port()),
+            "KONTAINERS_OPERATOR_OPS_HOST": "127.0.0.1",
+            "KONTAINERS_OPERATOR_OPS_PORT": str(operator_ops_port),
             "KONTAINERS_OPERATOR_STANDALONE": "true",  # one replica: no peering object needed
         })
         self._start_component("gateway", {
@@ -93,10 +94,12 @@ class DevStack:
             "KONTAINERS_GATEWAY_PORT": str(self.gateway_port),
             "KONTAINERS_GATEWAY_KUBECONFIG": self.kubeconfig,
             "KONTAINERS_GATEWAY_KEYS_NAMESPACE": SYSTEM_NAMESPACE,
+            "KONTAINERS_GATEWAY_KEYS_SECRET": KEYS_SECRET,
             "KONTAINERS_GATEWAY_SIDECAR_PORT": str(self.args.sidecar_port),
         })
         self.agent = DevNodeAgent(self.kubeconfig, self.state_dir, self.args.sidecar_port)
         await self.agent.start()
+        await self._wait_ready(f"http://127.0.0.1:{operator_ops_port}/readyz", "operator")
         await self._wait_ready(f"http://127.0.0.1:{self.gateway_port}/readyz", "gateway")
         return api_key
 
@@ -133,28 +136,13 @@ class DevStack:
             await core.patch_namespace(name, {"metadata": {"labels": labels}})
 
     async def _api_key(self, api: client.ApiClient) -> str:
-        """The tenant's key (kept in DIR/apikey across restarts), its hash stored for the gateway.
-
-        The Secret format is the gateway's contract (docs/architecture.md, Tenancy): data key
-        sha256(key) in hex, value the tenant namespace.
-        """
+        """The tenant's key (kept in DIR/apikey across restarts), its hash stored for the gateway."""
         key_file = self.state_dir / "apikey"
         api_key = key_file.read_text().strip() if key_file.is_file() else ""
         if not api_key:
-            api_key = "sk-kontainers-" + secrets.token_urlsafe(32)
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(api_key + "\n")
-        digest = hashlib.sha256(api_key.encode()).hexdigest()
-        data = {digest: base64.b64encode(self.args.tenant.encode()).decode()}
-        core = client.CoreV1Api(api)
-        try:
-            await core.patch_namespaced_secret(KEYS_SECRET, SYSTEM_NAMESPACE, {"data": data})
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            secret = client.V1Secret(metadata=client.V1ObjectMeta(name=KEYS_SECRET), data=data, type="Opaque")
-            await core.create_namespaced_secret(SYSTEM_NAMESPACE, secret)
+            api_key = apikeys.new_api_key()
+            write_atomically(key_file, api_key + "\n")
+        await apikeys.store_key_hash(api, key_hash(api_key), self.args.tenant, secret_namespace=SYSTEM_NAMESPACE)
         return api_key
 
     def _start_component(self, command: str, env: dict[str, str]) -> None:
