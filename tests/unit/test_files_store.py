@@ -10,6 +10,7 @@ import hashlib
 import os
 import time
 import tracemalloc
+from dataclasses import replace
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -193,3 +194,13 @@ async def test_bytes_are_streamed_not_buffered(store: FileStore) -> None:
     async for chunk in store.read("tenant-a", stored.id):
         back.update(chunk)
     assert back.hexdigest() == digest.hexdigest()
+
+
+async def test_rewrite_record_keeps_the_bytes(store: FileStore) -> None:
+    stored = await store.put(record(purpose=""), chunks_of(b"late purpose"), max_bytes=100)
+    await store.record("tenant-a", stored.id)  # cached on the way
+    fixed = replace(stored, purpose="assistants", expires_at=2_000_000_000)
+    await store.rewrite_record(fixed)
+    assert await store.stat("tenant-a", stored.id) == fixed
+    assert await store.record("tenant-a", stored.id) == fixed
+    assert await read_all(store, "tenant-a", stored.id) == b"late purpose"

@@ -116,6 +116,11 @@ class FilesystemStore(FileStore):
         await asyncio.to_thread(_unlink_quietly, data_path)
         return existed
 
+    async def rewrite_record(self, record: FileRecord) -> None:
+        _, record_path = self._paths(record.tenant, record.id)
+        self._forget(record.tenant, record.id)
+        await asyncio.to_thread(_write_atomically, record_path, json.dumps(record.to_json()).encode())
+
     async def ids(self, tenant: str) -> list[str]:
         return await asyncio.to_thread(self._ids, tenant)
 

@@ -203,6 +203,15 @@ class S3Store(FileStore):
         await self._client.delete_object(Bucket=self.bucket, Key=self._key(tenant, file_id))
         return True
 
+    async def rewrite_record(self, record: FileRecord) -> None:
+        key = self._key(record.tenant, record.id)
+        self._forget(record.tenant, record.id)
+        # A server-side copy onto itself is how S3 replaces an object's metadata.
+        await self._client.copy_object(
+            Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
+            Metadata=_metadata(record), MetadataDirective="REPLACE",
+        )
+
     async def ids(self, tenant: str) -> list[str]:
         prefix = f"{self.prefix}{check_tenant(tenant)}/"
         found: list[str] = []

@@ -149,6 +149,11 @@ class FileStore(abc.ABC):
         """Remove a file; False when there was none."""
 
     @abc.abstractmethod
+    async def rewrite_record(self, record: FileRecord) -> None:
+        """Replace the record of a stored file (same id and bytes). Only for an upload whose
+        multipart fields came after its `file` part, before it was answered."""
+
+    @abc.abstractmethod
     async def ids(self, tenant: str) -> list[str]:
         """Every stored id of a tenant, ascending (= by creation time). Names only: cheap."""
 

@@ -8,7 +8,8 @@ from aiohttp import web
 
 from ..observability import http_metrics_middleware, metrics_handler
 from ..resources import names
-from ..settings import GatewaySettings
+from ..files import routes as files_api
+from ..settings import FilesSettings, GatewaySettings
 from . import container_routes, file_routes
 from .activity import ActivityRecorder, annotation_writer
 from .auth import auth_middleware
@@ -22,8 +23,10 @@ from .sidecar import SidecarClient
 from .state import ACTIVITY, CLUSTER, CREATOR, SETTINGS, SIDECARS
 
 
-def create_app(settings: GatewaySettings | None = None, *, cluster: Cluster | None = None) -> web.Application:
-    """The gateway app; `cluster` defaults to the real API server named by the settings."""
+def create_app(settings: GatewaySettings | None = None, *, cluster: Cluster | None = None,
+               files: FilesSettings | None = None) -> web.Application:
+    """The gateway app; `cluster` defaults to the real API server named by the settings,
+    `files` (the Files API store) to KONTAINERS_FILES_* settings."""
     settings = settings or GatewaySettings()
     cluster = cluster or KubeCluster(settings)
     app = web.Application(
@@ -44,6 +47,7 @@ def create_app(settings: GatewaySettings | None = None, *, cluster: Cluster | No
     app.on_response_prepare.append(add_request_id_header)
     app.router.add_routes(container_routes.routes)
     app.router.add_routes(file_routes.routes)
+    files_api.setup(app, files)  # /v1/files and its store
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -1,0 +1,273 @@
+"""`/v1/files`: the OpenAI Files API, mounted by the gateway with `setup(app)`.
+
+Runs behind the gateway's middlewares: the caller's tenant comes from its auth middleware
+(`request[TENANT]`), failures are raised as its APIError and formatted by its error middleware.
+Uploads stream from the multipart body into the store chunk by chunk; downloads stream back.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from urllib.parse import quote
+
+import aiohttp
+from aiohttp import web
+
+from kontainers.files.models import (
+    BATCH_DEFAULT_EXPIRY_SECONDS,
+    MAX_EXPIRY_SECONDS,
+    MIN_EXPIRY_SECONDS,
+    UPLOAD_PURPOSES,
+    FileDeleted,
+    FileList,
+    FileObject,
+)
+from kontainers.files.store import (
+    FILE_ID_PREFIX,
+    FileNotFound,
+    FileRecord,
+    FileStore,
+    FileTooLarge,
+    make_store,
+    new_file_id,
+)
+from kontainers.gateway.auth import TENANT
+from kontainers.gateway.errors import APIError, bad_request
+from kontainers.observability import FILE_BYTES
+from kontainers.settings import FilesSettings
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+FILE_STORE = web.AppKey("file_store", FileStore)
+FILES_SETTINGS = web.AppKey("files_settings", FilesSettings)
+
+CHUNK = 256 * 1024
+MAX_FIELD_BYTES = 1024  # purpose, expires_after[...]: short text fields
+MAX_FILENAME_BYTES = 255
+_MULTIPART_OVERHEAD = 64 * 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def setup(app: web.Application, settings: FilesSettings | None = None, store: FileStore | None = None) -> None:
+    """Mount /v1/files on the gateway app, with the store chosen in settings."""
+    settings = settings or FilesSettings()
+    app[FILES_SETTINGS] = settings
+    app[FILE_STORE] = store or make_store(settings)
+    app.cleanup_ctx.append(_store_lifecycle)
+    app.router.add_routes(routes)
+
+
+async def _store_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    await app[FILE_STORE].start()
+    yield
+    await app[FILE_STORE].close()
+
+
+def file_not_found(file_id: str, param: str | None = "file_id") -> APIError:
+    return APIError(404, f"No such File object: {file_id}", param=param, code="not_found")
+
+
+async def find_file(store: FileStore, tenant: str, file_id: str, *, param: str | None = "file_id") -> FileRecord:
+    """A tenant's unexpired file, else a 404 naming the id (other tenants' ids look the same)."""
+    if not file_id.startswith(FILE_ID_PREFIX):
+        raise file_not_found(file_id, param)
+    try:
+        record = await store.stat(tenant, file_id)
+    except FileNotFound:
+        raise file_not_found(file_id, param) from None
+    if record.expired():
+        raise file_not_found(file_id, param)
+    return record
+
+
+def clean_filename(raw: str | None) -> str:
+    """The last path element of the client's file name, without control characters, ≤255 bytes."""
+    name = _CONTROL.sub("", (raw or "").replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    if name in {"", ".", ".."}:
+        name = "upload"
+    while len(name.encode()) > MAX_FILENAME_BYTES:
+        name = name[:-1]
+    return name
+
+
+def too_large(limit: int) -> APIError:
+    return APIError(413, f"File is larger than the limit of {limit} bytes.", param="file", code="file_too_large")
+
+
+async def _field(part: aiohttp.BodyPartReader) -> str:
+    data = bytearray()
+    while chunk := await part.read_chunk(MAX_FIELD_BYTES):
+        data += chunk
+        if len(data) > MAX_FIELD_BYTES:
+            raise bad_request(f"The '{part.name}' field is too long.", param=part.name)
+    return data.decode(errors="replace").strip()
+
+
+class _UploadForm:
+    """The non-file fields of an upload, checked as they arrive."""
+
+    def __init__(self) -> None:
+        self.purpose: str | None = None
+        self.anchor: str | None = None
+        self.seconds: str | None = None
+
+    def take(self, name: str, value: str) -> None:
+        if name == "purpose":
+            if value not in UPLOAD_PURPOSES:
+                raise bad_request(f"Invalid value for 'purpose': {value!r}. Supported values are "
+                                  + ", ".join(f"'{p}'" for p in UPLOAD_PURPOSES) + ".",
+                                  param="purpose", code="invalid_value")
+            self.purpose = value
+        elif name == "expires_after[anchor]":
+            if value != "created_at":
+                raise bad_request("Invalid value for 'expires_after.anchor': only 'created_at' is supported.",
+                                  param="expires_after.anchor", code="invalid_value")
+            self.anchor = value
+        elif name == "expires_after[seconds]":
+            try:
+                seconds = int(value)
+            except ValueError:
+                seconds = -1
+            if not MIN_EXPIRY_SECONDS <= seconds <= MAX_EXPIRY_SECONDS:
+                raise bad_request(f"Invalid value for 'expires_after.seconds': must be an integer between "
+                                  f"{MIN_EXPIRY_SECONDS} and {MAX_EXPIRY_SECONDS}.",
+                                  param="expires_after.seconds", code="invalid_value")
+            self.seconds = value
+        else:
+            raise bad_request(f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter")
+
+    def expires_at(self, created_at: int) -> int | None:
+        if (self.anchor is None) != (self.seconds is None):
+            missing = "expires_after.seconds" if self.seconds is None else "expires_after.anchor"
+            raise bad_request(f"Missing required parameter: '{missing}'.", param=missing,
+                              code="missing_required_parameter")
+        if self.seconds is not None:
+            return created_at + int(self.seconds)
+        if self.purpose == "batch":
+            return created_at + BATCH_DEFAULT_EXPIRY_SECONDS
+        return None
+
+
+@routes.post("/v1/files")
+async def upload_file(request: web.Request) -> web.Response:
+    settings, store = request.app[FILES_SETTINGS], request.app[FILE_STORE]
+    tenant = request[TENANT].namespace
+    limit = settings.max_upload_bytes
+    if not request.content_type.startswith("multipart/"):
+        raise bad_request("Send multipart/form-data with a 'file' part and a 'purpose' field.", param="file")
+    if request.content_length is not None and request.content_length > limit + _MULTIPART_OVERHEAD:
+        raise too_large(limit)
+    form = _UploadForm()
+    stored: FileRecord | None = None
+    try:
+        async for part in await request.multipart():
+            if not isinstance(part, aiohttp.BodyPartReader) or not part.name:
+                raise bad_request("Nested multipart bodies are not supported.", param="file")
+            if part.name != "file":
+                form.take(part.name, await _field(part))
+                continue
+            if stored is not None:
+                raise bad_request("Only one 'file' part may be sent.", param="file")
+            now = int(time.time())
+            record = FileRecord(id=new_file_id(), tenant=tenant, filename=clean_filename(part.filename),
+                                purpose=form.purpose or "", created_at=now)
+            try:
+                stored = await store.put(record, _chunks(part), max_bytes=limit)
+            except FileTooLarge:
+                raise too_large(limit) from None
+        if stored is None:
+            raise bad_request("Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
+        if form.purpose is None:
+            raise bad_request("Missing required parameter: 'purpose'.", param="purpose",
+                              code="missing_required_parameter")
+        final = replace(stored, purpose=form.purpose, expires_at=form.expires_at(stored.created_at))
+        if final != stored:  # fields that came after the file part
+            await store.rewrite_record(final)
+    except BaseException:
+        if stored is not None:
+            await store.delete(tenant, stored.id)
+        raise
+    log.info("file stored", extra={"file_id": final.id, "tenant": tenant, "bytes": final.bytes})
+    return web.json_response(FileObject.of(final).model_dump(mode="json"))
+
+
+async def _chunks(part: aiohttp.BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await part.read_chunk(CHUNK):
+        FILE_BYTES.labels("upload").inc(len(chunk))
+        yield chunk
+
+
+def _list_query(request: web.Request, max_limit: int) -> tuple[str | None, int, str, str | None]:
+    query = request.query
+    try:
+        limit = int(query.get("limit", max_limit))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= max_limit:
+        raise bad_request(f"Invalid 'limit': must be an integer between 1 and {max_limit}.", param="limit",
+                          code="invalid_value")
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise bad_request("Invalid 'order': must be 'asc' or 'desc'.", param="order", code="invalid_value")
+    return query.get("after") or None, limit, order, query.get("purpose") or None
+
+
+@routes.get("/v1/files")
+async def list_files(request: web.Request) -> web.Response:
+    after, limit, order, purpose = _list_query(request, request.app[FILES_SETTINGS].max_list_limit)
+    records, has_more = await request.app[FILE_STORE].page(
+        request[TENANT].namespace, after=after, limit=limit, order=order, purpose=purpose)
+    data = [FileObject.of(r) for r in records]
+    page = FileList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
+                    has_more=has_more)
+    return web.json_response(page.model_dump(mode="json"))
+
+
+@routes.get("/v1/files/{file_id}")
+async def retrieve_file(request: web.Request) -> web.Response:
+    record = await find_file(request.app[FILE_STORE], request[TENANT].namespace, request.match_info["file_id"])
+    return web.json_response(FileObject.of(record).model_dump(mode="json"))
+
+
+@routes.delete("/v1/files/{file_id}")
+async def delete_file(request: web.Request) -> web.Response:
+    store, tenant = request.app[FILE_STORE], request[TENANT].namespace
+    record = await find_file(store, tenant, request.match_info["file_id"])
+    if not await store.delete(tenant, record.id):
+        raise file_not_found(record.id)
+    log.info("file deleted", extra={"file_id": record.id, "tenant": tenant})
+    return web.json_response(FileDeleted(id=record.id).model_dump(mode="json"))
+
+
+@routes.get("/v1/files/{file_id}/content")
+async def file_content(request: web.Request) -> web.StreamResponse:
+    store, tenant = request.app[FILE_STORE], request[TENANT].namespace
+    record = await find_file(store, tenant, request.match_info["file_id"])
+    chunks = store.read(tenant, record.id).__aiter__()
+    try:
+        first = await anext(chunks, b"")  # a file deleted meanwhile is still a clean 404 here
+    except FileNotFound:
+        raise file_not_found(record.id) from None
+    response = web.StreamResponse(headers={
+        "Content-Type": "application/octet-stream",
+        "Content-Disposition": _disposition(record.filename),
+    })
+    response.content_length = record.bytes
+    await response.prepare(request)
+    chunk = first
+    while chunk:
+        await response.write(chunk)  # waits while the client is slow (backpressure)
+        FILE_BYTES.labels("download").inc(len(chunk))
+        chunk = await anext(chunks, b"")
+    await response.write_eof()
+    return response
+
+
+def _disposition(filename: str) -> str:
+    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"

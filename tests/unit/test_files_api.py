@@ -1,0 +1,214 @@
+"""`/v1/files` through the official openai SDK, against the gateway app on loopback (kube faked).
+
+Every case runs on both store backends: a directory and a real S3-compatible server (versitygw).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from pathlib import Path
+
+import aiohttp
+import openai
+import pytest
+from aiohttp.test_utils import TestServer
+
+from fixtures.gateway_fake import FakeCluster, gateway_test_settings
+from kontainers.files.s3dev import LocalS3Server
+from kontainers.gateway.app import create_app
+from kontainers.settings import FilesSettings
+
+KEY_A, KEY_B = "sk-files-a", "sk-files-b"
+LIMIT = 6 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    with LocalS3Server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture(params=["filesystem", "s3"])
+def files_settings(request: pytest.FixtureRequest, tmp_path: Path) -> FilesSettings:
+    if request.param == "filesystem":
+        return FilesSettings(root=tmp_path / "files", max_upload_bytes=LIMIT, max_list_limit=10_000)
+    server: LocalS3Server = request.getfixturevalue("s3_server")
+    return FilesSettings(backend="s3", s3_endpoint_url=server.endpoint_url, s3_bucket=f"t{os.urandom(4).hex()}",
+                         s3_access_key_id=server.access_key, s3_secret_access_key=server.secret_key,
+                         s3_create_bucket=True, s3_part_bytes=5 * 1024 * 1024, max_upload_bytes=LIMIT)
+
+
+@pytest.fixture
+async def server(files_settings: FilesSettings):
+    cluster = FakeCluster()
+    cluster.add_key(KEY_A, "tenant-a")
+    cluster.add_key(KEY_B, "tenant-b")
+    app = create_app(gateway_test_settings(), cluster=cluster, files=files_settings)
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server()
+    yield test_server
+    await test_server.close()
+
+
+def sdk(server: TestServer, key: str = KEY_A) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key=key, max_retries=0)
+
+
+async def test_upload_retrieve_list_download_delete(server: TestServer) -> None:
+    client = sdk(server)
+    payload = os.urandom(5 * 1024 * 1024 + 3)  # more than one S3 part
+    created = await client.files.create(file=("data.bin", io.BytesIO(payload)), purpose="user_data")
+    assert created.id.startswith("file-") and created.object == "file"
+    assert (created.bytes, created.filename, created.purpose, created.status) == (
+        len(payload), "data.bin", "user_data", "processed")
+    assert abs(created.created_at - time.time()) < 60 and created.expires_at is None
+
+    assert await client.files.retrieve(created.id) == created
+    assert [f.id async for f in client.files.list()] == [created.id]
+    content = await client.files.content(created.id)
+    assert content.read() == payload
+
+    deleted = await client.files.delete(created.id)
+    assert (deleted.id, deleted.object, deleted.deleted) == (created.id, "file", True)
+    with pytest.raises(openai.NotFoundError):
+        await client.files.retrieve(created.id)
+    with pytest.raises(openai.NotFoundError):
+        await client.files.content(created.id)
+    with pytest.raises(openai.NotFoundError):
+        await client.files.delete(created.id)
+    assert [f.id async for f in client.files.list()] == []
+
+
+async def test_list_pages_in_both_orders_and_filters_by_purpose(server: TestServer) -> None:
+    client = sdk(server)
+    ids = []
+    for index in range(7):
+        purpose = "assistants" if index % 3 == 0 else "user_data"
+        ids.append((await client.files.create(file=(f"f{index}.txt", b"%d" % index), purpose=purpose)).id)
+
+    first = await client.files.list(limit=3, order="asc")
+    assert [f.id for f in first.data] == ids[:3] and first.has_more is True
+    assert [f.id async for f in client.files.list(limit=3, order="asc")] == ids
+    assert [f.id async for f in client.files.list(limit=2)] == ids[::-1]  # default desc
+    assert [f.id async for f in client.files.list(limit=1, purpose="assistants")] == [ids[6], ids[3], ids[0]]
+
+    raw = await client.files.with_raw_response.list(limit=2, order="asc", after=ids[4])
+    body = raw.http_response.json()
+    assert body == {"object": "list", "data": body["data"], "first_id": ids[5], "last_id": ids[6],
+                    "has_more": False}
+
+
+async def test_tenants_are_isolated(server: TestServer) -> None:
+    mine = await sdk(server, KEY_A).files.create(file=("secret.txt", b"mine"), purpose="user_data")
+    other = sdk(server, KEY_B)
+    assert [f async for f in other.files.list()] == []
+    for call in (other.files.retrieve, other.files.content, other.files.delete):
+        with pytest.raises(openai.NotFoundError) as caught:
+            await call(mine.id)
+        assert mine.id in caught.value.message
+    assert (await sdk(server, KEY_A).files.content(mine.id)).read() == b"mine"
+
+
+async def test_over_the_limit_is_a_413_and_nothing_is_kept(server: TestServer) -> None:
+    client = sdk(server)
+    with pytest.raises(openai.APIStatusError) as caught:
+        await client.files.create(file=("big.bin", os.urandom(LIMIT + 1)), purpose="user_data")
+    assert caught.value.status_code == 413
+    assert caught.value.body["param"] == "file"
+    assert [f async for f in client.files.list()] == []
+
+
+async def test_streamed_over_the_limit_without_content_length(server: TestServer) -> None:
+    """A chunked body gives no early Content-Length: the limit is enforced while storing."""
+
+    async def body():
+        for _ in range(LIMIT // (1024 * 1024) + 2):
+            yield os.urandom(1024 * 1024)
+
+    writer = aiohttp.MultipartWriter("form-data")
+    writer.append("user_data").set_content_disposition("form-data", name="purpose")
+    part = writer.append(body(), {"Content-Type": "application/octet-stream"})
+    part.set_content_disposition("form-data", name="file", filename="stream.bin")
+    async with aiohttp.ClientSession() as session:
+        async with session.post(server.make_url("/v1/files"), data=writer,
+                                headers={"Authorization": f"Bearer {KEY_A}"}) as response:
+            assert response.status == 413
+            assert (await response.json())["error"]["code"] == "file_too_large"
+    assert [f async for f in sdk(server).files.list()] == []
+
+
+async def test_bad_purposes_and_missing_parts(server: TestServer) -> None:
+    client = sdk(server)
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.files.create(file=("a.txt", b"a"), purpose="homework")  # type: ignore[arg-type]
+    assert caught.value.body["param"] == "purpose"
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY_A}"}) as session:
+        only_file = aiohttp.FormData()
+        only_file.add_field("file", b"x", filename="x.txt")
+        async with session.post(server.make_url("/v1/files"), data=only_file) as response:
+            assert response.status == 400 and (await response.json())["error"]["param"] == "purpose"
+        only_purpose = aiohttp.FormData({"purpose": "user_data"})
+        only_purpose.add_field("other", b"x", filename="x.txt")
+        async with session.post(server.make_url("/v1/files"), data=only_purpose) as response:
+            assert response.status == 400
+        async with session.post(server.make_url("/v1/files"), json={"purpose": "user_data"}) as response:
+            assert response.status == 400 and (await response.json())["error"]["param"] == "file"
+    assert [f async for f in client.files.list()] == []
+
+
+async def test_fields_after_the_file_part_still_count(server: TestServer) -> None:
+    """curl -F file=@x -F purpose=… sends the file first."""
+    form = aiohttp.FormData()
+    form.add_field("file", b"late", filename="../../etc/late.txt")
+    form.add_field("purpose", "assistants")
+    form.add_field("expires_after[anchor]", "created_at")
+    form.add_field("expires_after[seconds]", "7200")
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY_A}"}) as session:
+        async with session.post(server.make_url("/v1/files"), data=form) as response:
+            assert response.status == 200, await response.text()
+            created = await response.json()
+    assert created["purpose"] == "assistants"
+    assert "/" not in created["filename"] and created["filename"].endswith("late.txt")
+    assert created["expires_at"] == created["created_at"] + 7200
+    again = await sdk(server).files.retrieve(created["id"])
+    assert (again.purpose, again.expires_at) == ("assistants", created["expires_at"])
+
+
+async def test_expiry(server: TestServer) -> None:
+    client = sdk(server)
+    batch = await client.files.create(file=("b.jsonl", b"{}"), purpose="batch")
+    assert batch.expires_at == batch.created_at + 30 * 24 * 3600
+    short = await client.files.create(file=("s.txt", b"s"), purpose="user_data",
+                                      expires_after={"anchor": "created_at", "seconds": 3600})
+    assert short.expires_at == short.created_at + 3600
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.files.create(file=("s.txt", b"s"), purpose="user_data",
+                                  expires_after={"anchor": "created_at", "seconds": 10})
+    assert caught.value.body["param"] == "expires_after.seconds"
+
+
+async def test_authentication_is_required(server: TestServer) -> None:
+    with pytest.raises(openai.AuthenticationError):
+        await sdk(server, "sk-unknown").files.list()
+
+
+async def test_bad_list_parameters(server: TestServer) -> None:
+    client = sdk(server)
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.files.list(limit=0)
+    assert caught.value.body["param"] == "limit"
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.files.list(order="sideways")  # type: ignore[arg-type]
+    assert caught.value.body["param"] == "order"
+
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ("../../etc/passwd", "passwd"), ("C:\\Users\\me\\report.pdf", "report.pdf"), ("a\x00b\nc.txt", "abc.txt"),
+    ("..", "upload"), ("", "upload"), (None, "upload"), ("é" * 200, "é" * 127),
+])
+def test_clean_filename(raw: str | None, clean: str) -> None:
+    from kontainers.files.routes import clean_filename
+
+    assert clean_filename(raw) == clean
