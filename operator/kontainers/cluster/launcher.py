@@ -107,11 +107,19 @@ class ControlPlane:
         self.bin_dir = build.ensure_built(self.bin_dir)
         atexit.register(self.stop)
         self._deadline = time.monotonic() + self.startup_timeout
-        try:
-            self._start_all()
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in (1, 2):
+            try:
+                self._start_all()
+                return
+            except ControlPlaneError as error:
+                self.stop()
+                # A free port can be taken between probing and binding it: try new ports once.
+                if attempt == 2 or "address already in use" not in str(error):
+                    raise
+                atexit.register(self.stop)
+            except BaseException:
+                self.stop()
+                raise
 
     def stop(self) -> None:
         """Stop every component (clients first, etcd last); no process is left behind."""
@@ -437,4 +445,7 @@ def main(argv: list[str]) -> int:
         print(f"kontainers cluster: {error}", file=sys.stderr)
         return 1
     finally:
+        # A second signal must not interrupt the shutdown half-way and orphan components.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         control_plane.stop()
