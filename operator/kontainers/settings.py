@@ -121,6 +121,8 @@ class SidecarSettings(BaseSettings):
     token_file: Path | None = None  # alternative to `token`: a file holding it
     max_upload_bytes: int = 512 * 1024 * 1024  # OpenAI's per-file limit
     display_prefix: str = "/mnt/data"  # what `path` in file records starts with
+    skills_root: Path = Path("/mnt/skills")  # skill bundles unpack here (read-only in the sandbox)
+    skills_display_prefix: str = "/mnt/skills"
     log_level: str = "INFO"
 
 
