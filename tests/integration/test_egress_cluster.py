@@ -1,0 +1,164 @@
+"""The egress proxy against the real control plane: the per-install CA Secret, the watch of
+Container resources (pod IP → allowlist) and domain-secret values read from their Secret.
+
+No operator runs here: the test writes the Container's status.podIP itself (as the operator
+would) and connects from that address — any 127.x address is bindable on Linux loopback.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kontainers.egress import placeholders
+from kontainers.egress.sandbox import proxy_env
+from kontainers.egress.testing import ServerThread, TlsMaterial, free_port
+from kontainers.resources import names
+
+pytestmark = pytest.mark.cluster
+
+CRD = Path(__file__).resolve().parents[2] / "crds" / "containers.kontainers.dev.yaml"
+POD_IP = "127.69.0.7"  # outside every pod CIDR the fixtures hand out, bindable on loopback
+
+
+class Proxy:
+    def __init__(self, tmp: Path, kubeconfig: str, namespace: str, host_map: dict, ports: list[int], upstream_ca: Path):
+        self.tmp, self.log_file = tmp, tmp / "egress.log"
+        self.args = [
+            sys.executable, "-m", "kontainers.cli", "egress", "--kubeconfig", kubeconfig,
+            "--namespace", namespace, "--confdir", str(tmp / "confdir"),
+            "--upstream-ca-file", str(upstream_ca), "--allow-loopback-upstream",
+        ]
+        self.env = {**os.environ, "KONTAINERS_EGRESS_HOST_MAP": json.dumps(host_map),
+                    "KONTAINERS_EGRESS_ALLOWED_PORTS": json.dumps(ports)}
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def ca_file(self) -> Path:
+        return self.tmp / "confdir" / "mitmproxy-ca-cert.pem"
+
+    def start(self) -> None:
+        self.port, self.ops_port = free_port(), free_port()
+        self.process = subprocess.Popen(
+            [*self.args, "--port", str(self.port), "--ops-port", str(self.ops_port)],
+            env=self.env, stdout=self.log_file.open("ab"), stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"egress proxy exited:\n{self.log_tail()}"
+            ready = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                    f"http://127.0.0.1:{self.ops_port}/readyz"], capture_output=True, text=True)
+            if ready.stdout == "200":
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"egress proxy not ready:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(15)
+
+    def log_tail(self) -> str:
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-40:]) if self.log_file.exists() else ""
+
+
+def install_crd(cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    cluster.kubectl("wait", "--for=condition=Established", f"crd/{names.CRD_NAME}", "--timeout=60s")
+
+
+def curl_from(address: str, proxy: Proxy, url: str, *args: str) -> subprocess.CompletedProcess:
+    env = {e["name"]: e["value"] for e in proxy_env(f"http://127.0.0.1:{proxy.port}", str(proxy.ca_file))}
+    return subprocess.run(["curl", "-sS", "--max-time", "15", "--interface", address, *args, url],
+                          env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True)
+
+
+def test_proxy_follows_containers_and_reads_domain_secrets(cluster, make_namespace, tmp_path: Path) -> None:
+    install_crd(cluster)
+    egress_ns, tenant = make_namespace(restricted=False, prefix="egress"), make_namespace(prefix="tenant")
+    secret_value = "sk-cluster-" + secrets.token_hex(12)
+    tls = TlsMaterial.create(tmp_path / "tls", ["api.allowed.test", "denied.test"])
+    servers = ServerThread()
+    server = servers.start(tls)
+    proxy = Proxy(tmp_path, cluster.kubeconfig, egress_ns,
+                  {"api.allowed.test": "127.0.0.1", "denied.test": "127.0.0.1"}, [443, server.port], tls.ca_file)
+    try:
+        proxy.start()
+
+        # The per-install CA: created once in the proxy's namespace, public part published.
+        ca_secret = json.loads(cluster.kubectl("-n", egress_ns, "get", "secret", "kontainers-egress-ca", "-o", "json").stdout)
+        assert ca_secret["type"] == "kubernetes.io/tls"
+        ca_pem = base64.b64decode(ca_secret["data"]["tls.crt"]).decode()
+        configmap = json.loads(cluster.kubectl("-n", egress_ns, "get", "configmap", "kontainers-egress-ca", "-o", "json").stdout)
+        assert configmap["data"]["ca.crt"] == ca_pem == proxy.ca_file.read_text()
+        assert "PRIVATE KEY" not in json.dumps(configmap)
+
+        # A Container as the gateway writes it: the value only in its Secret, a reference in the spec.
+        secret_name = names.domain_secrets_name("egress-c1")
+        cluster.kubectl("-n", tenant, "create", "secret", "generic", secret_name, f"--from-literal=API_KEY={secret_value}")
+        container = {
+            "apiVersion": names.API_VERSION, "kind": names.KIND,
+            "metadata": {"name": "egress-c1", "namespace": tenant},
+            "spec": {"name": "egress-c1", "networkPolicy": {
+                "type": "allowlist", "allowedDomains": ["api.allowed.test"],
+                "domainSecrets": [{"domain": "api.allowed.test", "name": "API_KEY",
+                                   "secretKeyRef": {"name": secret_name, "key": "API_KEY"}}]}},
+        }
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(container))
+        uid = cluster.kubectl("-n", tenant, "get", "container", "egress-c1", "-o", "jsonpath={.metadata.uid}").stdout
+        url = f"https://api.allowed.test:{server.port}/from-pod"
+
+        # No pod IP yet: the address is nobody's.
+        refused = curl_from(POD_IP, proxy, url)
+        assert refused.returncode != 0 and "403" in refused.stderr
+
+        cluster.kubectl("-n", tenant, "patch", "container", "egress-c1", "--subresource=status", "--type=merge",
+                        "-p", json.dumps({"status": {"status": "running", "podIP": POD_IP}}))
+        placeholder = placeholders.placeholder(uid, "API_KEY")
+        deadline, done = time.monotonic() + 20, None
+        while time.monotonic() < deadline:
+            done = curl_from(POD_IP, proxy, url, "-H", f"Authorization: Bearer {placeholder}")
+            if done.returncode == 0:
+                break
+            time.sleep(0.3)
+        assert done is not None and done.returncode == 0, f"{done.stderr}\n{proxy.log_tail()}"
+        (arrived,) = [r for r in server.received if r.path == "/from-pod"]
+        assert arrived.headers["Authorization"] == f"Bearer {secret_value}"
+        assert secret_value not in done.stdout  # the echo came back scrubbed
+
+        denied = curl_from(POD_IP, proxy, f"https://denied.test:{server.port}/x")
+        assert denied.returncode != 0 and "403" in denied.stderr
+
+        # A restarted proxy keeps the same CA (read back from the Secret).
+        proxy.stop()
+        proxy.start()
+        assert proxy.ca_file.read_text() == ca_pem
+
+        stored = cluster.kubectl("-n", tenant, "get", "container", "egress-c1", "-o", "json").stdout
+        assert secret_value not in stored and secret_name in stored
+
+        # The Container goes away: its address is refused again.
+        cluster.kubectl("-n", tenant, "delete", "container", "egress-c1", "--wait=true")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            gone = curl_from(POD_IP, proxy, url)
+            if gone.returncode != 0:
+                break
+            time.sleep(0.3)
+        assert gone.returncode != 0 and "403" in gone.stderr
+
+        # The value never reached the Container, events or the proxy's logs.
+        events = cluster.kubectl("-n", tenant, "get", "events", "-o", "json").stdout
+        assert secret_value not in events
+        assert secret_value not in proxy.log_file.read_text()
+    finally:
+        proxy.stop()
+        servers.stop()
