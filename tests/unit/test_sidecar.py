@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,8 @@ LIMIT = 1024 * 1024
 
 
 def make_client(root: Path, limit: int = LIMIT) -> TestClient:
-    return TestClient(TestServer(create_app(SidecarConfig(root=root, token=TOKEN, max_upload_bytes=limit))))
+    config = SidecarConfig(root=root, token=TOKEN, max_upload_bytes=limit, skills_root=root.parent / "skills")
+    return TestClient(TestServer(create_app(config)))
 
 
 @pytest.fixture
@@ -360,3 +363,48 @@ async def test_paging_after_a_file_deleted_meanwhile_goes_on(client):
     assert resp.status == 204
     resp = await client.get("/files", params={"order": "asc", "after": ids[1]}, headers=AUTH)
     assert [r["id"] for r in (await resp.json())["data"]] == ids[2:]
+
+
+# --- skills ----------------------------------------------------------------------------------------
+
+
+def skill_zip(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+async def test_a_skill_bundle_is_unpacked_under_the_skills_root(client, root):
+    bundle = skill_zip({"csv-tools/SKILL.md": b"# CSV tools", "csv-tools/bin/run.py": b"print(1)"})
+    resp = await client.put("/skills", data=bundle, headers=AUTH)
+    assert resp.status == 201, await resp.text()
+    assert await resp.json() == {"name": "csv-tools", "path": "/mnt/skills/csv-tools"}
+    skills = root.parent / "skills"
+    assert (skills / "csv-tools" / "SKILL.md").read_bytes() == b"# CSV tools"
+    # a newer bundle of the same folder replaces the old copy
+    resp = await client.put("/skills", data=skill_zip({"csv-tools/SKILL.md": b"v2"}), headers=AUTH)
+    assert resp.status == 201
+    assert sorted(p.name for p in (skills / "csv-tools").iterdir()) == ["SKILL.md"]
+    assert visible(root) == []  # skills never show up as container files
+
+
+@pytest.mark.parametrize(
+    "files",
+    [{"loose.md": b"x"}, {"a/README.md": b"x"}, {"a/SKILL.md": b"x", "b/SKILL.md": b"y"}, {"../a/SKILL.md": b"x"}],
+)
+async def test_bad_skill_bundles_are_400_and_write_nothing(client, root, files):
+    resp = await client.put("/skills", data=skill_zip(files), headers=AUTH)
+    assert resp.status == 400
+    assert_error(await resp.json())
+    skills = root.parent / "skills"
+    assert not skills.exists() or list(skills.iterdir()) == []
+
+
+async def test_a_skill_bundle_over_the_limit_is_413_and_needs_the_token(client):
+    resp = await client.put("/skills", data=b"zip", headers={})
+    assert resp.status == 401
+    resp = await client.put("/skills", data=b"x" * (50 * 1024 * 1024 + 1), headers=AUTH)
+    assert resp.status == 413
+    assert_error(await resp.json())

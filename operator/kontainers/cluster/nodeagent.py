@@ -8,6 +8,7 @@ loopback), with the token the pod's `files` container would get (env KONTAINERS_
 secretKeyRef to the pod's sidecar Secret) and a root of its own playing the pod's emptyDir:
 
     <state_dir>/pods/<namespace>/<pod>/data      the pod's /mnt/data
+    <state_dir>/pods/<namespace>/<pod>/skills    the pod's /mnt/skills
     <state_dir>/pods/<namespace>/<pod>/sidecar.log
 
 When the pod goes away the process is stopped and the directory removed, as an emptyDir would be.
@@ -296,11 +297,13 @@ class DevNodeAgent:
         pod_dir = self.pod_dir(*key)
         marker = pod_dir / "uid"
         if marker.exists() and marker.read_text() != want.uid:
-            shutil.rmtree(pod_dir / "data", ignore_errors=True)  # a new pod under an old name
+            for volume in ("data", "skills"):  # a new pod under an old name starts empty
+                shutil.rmtree(pod_dir / volume, ignore_errors=True)
         pod_dir.mkdir(parents=True, exist_ok=True)
         marker.write_text(want.uid)
         argv = kontainers_command(
             "sidecar", "--host", want.ip, "--port", str(self.sidecar_port), "--root", str(pod_dir / "data"),
+            "--skills-root", str(pod_dir / "skills"),
         )
         env = {**os.environ, **self.sidecar_env, TOKEN_ENV: token}
         component = Component(f"sidecar {want.namespace}/{want.pod}", argv, pod_dir / "sidecar.log", env)

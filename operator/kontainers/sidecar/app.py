@@ -6,6 +6,7 @@
     GET    /files/{id}                → record
     DELETE /files/{id}                → 204
     GET    /files/{id}/content        → raw bytes
+    PUT    /skills                    raw body: a skill bundle zip → 201 {"name", "path"}
 
 Every other request needs `Authorization: Bearer <token>`. Errors are OpenAI error bodies, so the
 gateway can pass them through unchanged.
@@ -28,6 +29,7 @@ from kontainers.api.container_file import FileRecord
 from kontainers.api.errors import error_body
 from kontainers.api.pagination import ListParams, UnknownCursor, paginate
 from kontainers.sidecar import paths
+from kontainers.skills import bundle as skills
 from kontainers.sidecar.store import READ_CHUNK, StoredFile, FileStore, FileTooLarge, NotAFile
 
 log = logging.getLogger(__name__)
@@ -41,10 +43,13 @@ class SidecarConfig:
     token: str
     max_upload_bytes: int
     display_prefix: str = "/mnt/data"
+    skills_root: Path | None = None  # None: PUT /skills is refused
+    skills_display_prefix: str = "/mnt/skills"
 
 
 CONFIG = web.AppKey("config", SidecarConfig)
 STORE = web.AppKey("store", FileStore)
+SKILLS_LOCK = web.AppKey("skills_lock", asyncio.Lock)  # one unpack at a time: each replaces a folder
 
 
 class SidecarError(Exception):
@@ -200,10 +205,34 @@ async def file_content(request: web.Request) -> web.StreamResponse:
         os.close(fd)
 
 
+async def put_skill(request: web.Request) -> web.Response:
+    """Unpack a skill bundle into the skills root, replacing an older copy of its folder."""
+    config = request.app[CONFIG]
+    if config.skills_root is None:
+        raise SidecarError(404, "This sidecar has no skills directory.", code="not_found")
+    limit = skills.DEFAULT_LIMITS.max_compressed_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise SidecarError(413, f"Skill bundle is larger than {limit} bytes.", code="file_too_large")
+    data = bytearray()  # bounded by the limit; the bundle is read from its central directory
+    async for chunk in request.content.iter_chunked(UPLOAD_CHUNK):
+        data += chunk
+        if len(data) > limit:
+            raise SidecarError(413, f"Skill bundle is larger than {limit} bytes.", code="file_too_large")
+    try:
+        async with request.app[SKILLS_LOCK]:
+            target = await asyncio.to_thread(skills.unpack, bytes(data), config.skills_root)
+    except skills.SkillBundleError as exc:
+        raise SidecarError(400, str(exc), code="invalid_skill_bundle") from None
+    log.info("skill unpacked", extra={"skill": target.name, "bytes": len(data)})
+    path = f"{config.skills_display_prefix.rstrip('/')}/{target.name}"
+    return web.json_response({"name": target.name, "path": path}, status=201)
+
+
 def create_app(config: SidecarConfig) -> web.Application:
     """The sidecar application; the root is opened (and swept of dead uploads) on startup."""
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=1024**2)
     app[CONFIG] = config
+    app[SKILLS_LOCK] = asyncio.Lock()
     app.cleanup_ctx.append(_store_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_put("/files", upload)
@@ -211,6 +240,7 @@ def create_app(config: SidecarConfig) -> web.Application:
     app.router.add_get("/files/{file_id}", get_file)
     app.router.add_delete("/files/{file_id}", delete_file)
     app.router.add_get("/files/{file_id}/content", file_content)
+    app.router.add_put("/skills", put_skill)
     return app
 
 

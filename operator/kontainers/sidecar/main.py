@@ -27,6 +27,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--token-file", type=Path, help="file holding the bearer token")
     parser.add_argument("--max-upload-bytes", type=int, help="largest accepted upload")
     parser.add_argument("--display-prefix", help="what file paths start with (default /mnt/data)")
+    parser.add_argument("--skills-root", type=Path, help="directory skill bundles unpack into (default /mnt/skills)")
     parser.add_argument("--log-level", help="INFO, DEBUG, …")
     return parser.parse_args(argv)
 
@@ -57,6 +58,8 @@ def main(argv: list[str]) -> int:
         token=read_token(settings),
         max_upload_bytes=settings.max_upload_bytes,
         display_prefix=settings.display_prefix,
+        skills_root=settings.skills_root,
+        skills_display_prefix=settings.skills_display_prefix,
     )
     log.info(
         "files sidecar listening",
