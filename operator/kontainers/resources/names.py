@@ -72,3 +72,15 @@ def domain_secrets_name(container_name: str) -> str:
     """The Secret holding a Container's domain_secrets values (written by the gateway)."""
     tail = "-domain-secrets"
     return container_name[: MAX_NAME - len(tail)].rstrip("-.") + tail
+
+
+def label_value(text: str) -> str:
+    """`text` as a label value (≤63 characters, alphanumeric at both ends).
+
+    Container names may be DNS subdomains of up to 253 characters; longer ones keep a readable
+    head and gain a hash of the whole, so two long names never share a label value.
+    """
+    if len(text) <= MAX_NAME:
+        return text
+    tail = f"-{short_hash(text)}"
+    return text[: MAX_NAME - len(tail)].rstrip("-._") + tail

@@ -1,0 +1,80 @@
+"""Create-or-adopt of a Container's children, and their removal on expiry.
+
+Names are deterministic (resources.names), so after a restart — even a SIGKILL between two
+calls — the operator finds what it made instead of making it twice: a 409 on create means
+"already there", and the existing object is checked to belong to this very Container.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from ..resources.network_policy import build_network_policy
+from ..resources.owner import ContainerRef, owned_by
+from ..resources.pod import ANNOTATION_SPEC_HASH, build_pod
+from ..resources.secret import build_sidecar_secret, new_token
+from ..settings import OperatorSettings
+from .hooks import sandbox_extras
+from .kube import Body, Kube
+
+logger = logging.getLogger(__name__)
+
+
+async def _create_or_adopt(kube: Kube, ref: ContainerRef, desired: Body) -> tuple[Body, bool]:
+    """(the object, whether it was created now)."""
+    created = await kube.create(desired)
+    if created is not None:
+        return created, True
+    meta = desired["metadata"]
+    existing = await kube.get(desired["kind"], meta["namespace"], meta["name"])
+    if existing is None:  # deleted between our create and get: try again on the next run
+        raise kopf.TemporaryError(f"{desired['kind']} {meta['name']} vanished while adopting it", delay=1)
+    if not owned_by(existing, ref.uid):
+        raise kopf.PermanentError(
+            f"{desired['kind']} {meta['name']} exists and does not belong to this Container")
+    return existing, False
+
+
+async def ensure_secret(kube: Kube, ref: ContainerRef) -> bool:
+    _, created = await _create_or_adopt(kube, ref, build_sidecar_secret(ref, new_token()))
+    return created
+
+
+async def ensure_network_policy(kube: Kube, ref: ContainerRef, settings: OperatorSettings) -> bool:
+    desired = build_network_policy(ref, settings)
+    existing, created = await _create_or_adopt(kube, ref, desired)
+    if not created and existing.get("spec") != desired["spec"]:
+        # The policy follows spec.networkPolicy (and the operator's settings) in place.
+        await kube.replace_network_policy_spec(ref.namespace, ref.network_policy_name, desired["spec"])
+    return created
+
+
+async def desired_pod(kube: Kube, ref: ContainerRef, settings: OperatorSettings) -> Body:
+    return build_pod(ref, settings, await sandbox_extras(kube, ref, settings))
+
+
+async def ensure_pod(kube: Kube, ref: ContainerRef, settings: OperatorSettings) -> tuple[Body, bool]:
+    """(the pod, whether it was created now). A pod built from an outdated spec is deleted; its
+    DELETED event brings the replacement."""
+    desired = await desired_pod(kube, ref, settings)
+    pod, created = await _create_or_adopt(kube, ref, desired)
+    if not created and not pod["metadata"].get("deletionTimestamp"):
+        wanted = desired["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
+        if (pod["metadata"].get("annotations") or {}).get(ANNOTATION_SPEC_HASH) != wanted:
+            logger.info("replacing pod %s/%s: its spec is outdated", ref.namespace, ref.pod_name)
+            await kube.delete("Pod", ref.namespace, ref.pod_name, uid=pod["metadata"]["uid"])
+    return pod, created
+
+
+async def delete_children(kube: Kube, ref: ContainerRef) -> None:
+    """Remove pod, NetworkPolicy and Secret (expiry); absent ones are fine."""
+    await kube.delete("Pod", ref.namespace, ref.pod_name)
+    await kube.delete("NetworkPolicy", ref.namespace, ref.network_policy_name)
+    await kube.delete("Secret", ref.namespace, ref.secret_name)
+
+
+def ownerless(obj: Any) -> bool:
+    return not (obj.get("metadata") or {}).get("ownerReferences")

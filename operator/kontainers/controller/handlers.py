@@ -1,0 +1,270 @@
+"""The kopf handlers of the Container operator.
+
+- `reconcile` (create, resume, spec update): the Secret, NetworkPolicy and Pod exist and match.
+- `pod_changed` (every event of a sandbox pod): status follows the pod; a vanished or failed pod
+  is recreated.
+- `reflect_activity` (every event of a Container): the gateway's activity annotation shows up
+  in status.lastActiveAt/expiresAt.
+- `check_expiry` (timer): idle containers expire; expired ones are deleted after the retention.
+
+Handlers are registered on an explicit registry by `register()`, because intervals come from
+settings that are only known once the command line is parsed.
+
+Status fields that follow the pod (status, reason, message, podIP, Ready) are written with the
+pod's state *before* a pod is created and by the pod watcher afterwards, so a slow writer never
+overwrites `running` with a stale `pending`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import kopf
+
+from ..observability import CONTAINERS, CREATE_SECONDS, RECONCILE_SECONDS, timed
+from ..resources import names
+from ..resources.owner import ContainerRef
+from ..settings import OperatorSettings
+from . import status as st
+from .children import delete_children, ensure_network_policy, ensure_pod, ensure_secret
+from .kube import Body, Kube
+from .writer import metric_key, update_status
+
+logger = logging.getLogger(__name__)
+
+CONTAINERS_RESOURCE = (names.GROUP, names.VERSION, names.PLURAL)
+POD_LABELS = {names.LABEL_MANAGED_BY: names.MANAGED_BY, names.LABEL_COMPONENT: "sandbox"}
+
+
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
+    """Attach every handler to `registry`, configured from `settings`."""
+
+    # A registry of our own starts without kopf's default login handlers: log in the way
+    # kubernetes_asyncio does (in-cluster service account, else $KUBECONFIG).
+    @kopf.on.login(id="login", registry=registry)
+    async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return await kopf.login_via_async_client(**kwargs)
+
+    @kopf.on.startup(id="connect", registry=registry)
+    async def connect(memo: kopf.Memo, **_: Any) -> None:
+        memo.kube = await Kube.connect(settings.kubeconfig)
+
+    @kopf.on.cleanup(id="disconnect", registry=registry)
+    async def disconnect(memo: kopf.Memo, **_: Any) -> None:
+        if getattr(memo, "kube", None) is not None:
+            await memo.kube.close()
+
+    @kopf.on.resume(*CONTAINERS_RESOURCE, id="reconcile", registry=registry, backoff=1)
+    @kopf.on.create(*CONTAINERS_RESOURCE, id="reconcile", registry=registry, backoff=1)
+    @kopf.on.update(*CONTAINERS_RESOURCE, id="reconcile", field="spec", registry=registry, backoff=1)
+    async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+        with timed(RECONCILE_SECONDS.labels("reconcile")):
+            await _reconcile(memo.kube, settings, body, patch)
+
+    @kopf.on.event("", "v1", "pods", id="pod", labels=POD_LABELS, registry=registry)
+    async def pod_changed(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        with timed(RECONCILE_SECONDS.labels("pod")):
+            await _pod_changed(memo.kube, settings, event.get("type"), body)
+
+    @kopf.on.event(*CONTAINERS_RESOURCE, id="activity", registry=registry)
+    async def reflect_activity(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await _reflect_activity(memo.kube, event.get("type"), body)
+
+    @kopf.timer(*CONTAINERS_RESOURCE, id="expiry", interval=settings.expiry_check_interval, registry=registry)
+    async def check_expiry(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        with timed(RECONCILE_SECONDS.labels("expiry")):
+            await _check_expiry(memo.kube, settings, body)
+
+
+def _event(body: Mapping[str, Any], kind: str, *, reason: str, message: str) -> None:
+    """A Kubernetes Event on the Container (kopf.event: kopf.info would obey posting.level)."""
+    meta = body["metadata"]
+    logger.info("%s/%s: %s: %s", meta.get("namespace"), meta.get("name"), reason, message)
+    kopf.event(body, type=kind, reason=reason, message=message)
+
+
+# --- create / resume / update ------------------------------------------------------------------
+
+
+async def _reconcile(kube: Kube, settings: OperatorSettings, body: kopf.Body, patch: kopf.Patch) -> None:
+    if body.meta.get("deletionTimestamp"):
+        return
+    ref = ContainerRef.from_body(body)
+    if body.status.get("status") == "expired":
+        await delete_children(kube, ref)  # finishes an expiry that a restart interrupted
+        return
+    if body.meta.labels.get(names.LABEL_CONTAINER_ID) != ref.id:
+        patch.metadata.labels[names.LABEL_CONTAINER_ID] = ref.id  # for `kubectl get -l`
+
+    await ensure_secret(kube, ref)
+    await ensure_network_policy(kube, ref, settings)
+    pod = await kube.get("Pod", ref.namespace, ref.pod_name)
+    was_running = body.status.get("status") == "running"
+
+    def identity_and_activity(current: Body) -> dict[str, Any]:
+        wanted: dict[str, Any] = {
+            "id": ref.id, "podName": ref.pod_name, "observedGeneration": ref.generation,
+            **st.activity_fields(current),
+        }
+        if pod is None:  # the status says so before the pod exists, so pod events come after
+            wanted.update(st.pod_status_fields(st.observe_pod(None)))
+            wanted["conditions"] = st.with_condition(
+                (current.get("status") or {}).get("conditions"), st.READY, False,
+                "PodMissing", "the sandbox pod is being created", st.now(), ref.generation)
+            if was_running:
+                wanted["conditions"] = st.with_condition(
+                    wanted["conditions"], st.POD_RECREATED, True, "PodDeleted",
+                    f"pod {ref.pod_name} disappeared and was recreated", st.now(), ref.generation)
+        return wanted
+
+    current = await update_status(kube, ref.namespace, ref.name, ref.uid, identity_and_activity)
+    if current is None:
+        return
+    pod, created = await ensure_pod(kube, ref, settings)
+    if created:
+        if was_running:
+            _event(current, "Warning", reason="PodRecreated", message=f"pod {ref.pod_name} disappeared; recreated it")
+        else:
+            _event(current, "Normal", reason="Created", message=f"created pod {ref.pod_name}")
+    else:
+        await _follow_pod(kube, ref, pod)  # adopted: the pod may be further along than the status
+
+
+# --- the pod ----------------------------------------------------------------------------------
+
+
+def _owner(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for ref in (pod.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") == names.KIND and ref.get("apiVersion", "").startswith(names.GROUP + "/"):
+            return ref
+    return None
+
+
+async def _pod_changed(kube: Kube, settings: OperatorSettings, kind: str | None, pod: Mapping[str, Any]) -> None:
+    owner = _owner(pod)
+    if owner is None:
+        return
+    namespace = pod["metadata"]["namespace"]
+    container = await kube.get_container(namespace, owner["name"])
+    if (container is None or container["metadata"]["uid"] != owner["uid"]
+            or container["metadata"].get("deletionTimestamp")
+            or (container.get("status") or {}).get("status") == "expired"):
+        return  # gone, going, expired (its pod was removed on purpose) or a stale namesake
+    ref = ContainerRef.from_body(container)
+    if kind == "DELETED":
+        await _recreate_pod(kube, settings, ref, container)
+    else:
+        await _follow_pod(kube, ref, dict(pod))
+
+
+async def _follow_pod(kube: Kube, ref: ContainerRef, pod: Body) -> None:
+    """Status follows the pod; a failed pod is reported, then deleted to be recreated."""
+    state = st.observe_pod(pod)
+    before: dict[str, Any] = {}
+
+    def follow(current: Body) -> dict[str, Any]:
+        before.clear()
+        before.update(current.get("status") or {})
+        conditions = st.with_condition(
+            before.get("conditions"), st.READY, state.ready,
+            "PodReady" if state.ready else (state.reason or "PodNotReady"),
+            "the sandbox pod is ready" if state.ready else (state.message or ""), st.now(), ref.generation)
+        return {**st.pod_status_fields(state), "conditions": conditions}
+
+    written = await update_status(kube, ref.namespace, ref.name, ref.uid, follow)
+    if written is None:
+        return
+    if state.status == "running" and before.get("status") != "running":
+        _event(written, "Normal", reason="Ready", message=f"pod {ref.pod_name} is running at {state.pod_ip}")
+        created = st.parse_time(written["metadata"].get("creationTimestamp"))
+        if created and not before.get("podIP") and not _ever_recreated(before):
+            CREATE_SECONDS.observe(max(0.0, (datetime.now(created.tzinfo) - created).total_seconds()))
+    if state.status == "failed":
+        if before.get("status") != "failed":
+            _event(written, "Warning", reason="Failed", message=f"pod {ref.pod_name}: {state.reason}: {state.message}")
+        # Evicted or otherwise finished for good: a fresh pod replaces it (DELETED → recreate).
+        await kube.delete("Pod", ref.namespace, ref.pod_name, uid=pod["metadata"]["uid"])
+
+
+def _ever_recreated(status: Mapping[str, Any]) -> bool:
+    return any(c.get("type") == st.POD_RECREATED for c in status.get("conditions") or [])
+
+
+async def _recreate_pod(kube: Kube, settings: OperatorSettings, ref: ContainerRef, container: Body) -> None:
+    if await kube.get("Pod", ref.namespace, ref.pod_name) is not None:
+        return  # already replaced (e.g. by reconcile); its own events update the status
+
+    def recreating(current: Body) -> dict[str, Any]:
+        conditions = (current.get("status") or {}).get("conditions")
+        moment = st.now()
+        conditions = st.with_condition(conditions, st.READY, False, "PodDeleted",
+                                       "the sandbox pod was deleted; a new one is starting", moment, ref.generation)
+        conditions = st.with_condition(conditions, st.POD_RECREATED, True, "PodDeleted",
+                                       f"pod {ref.pod_name} was deleted or evicted and recreated", moment, ref.generation)
+        return {**st.pod_status_fields(st.observe_pod(None)), "conditions": conditions}
+
+    written = await update_status(kube, ref.namespace, ref.name, ref.uid, recreating)
+    if written is None:
+        return
+    pod, created = await ensure_pod(kube, ref, settings)
+    if created:
+        _event(written, "Warning", reason="PodRecreated", message=f"pod {ref.pod_name} was deleted; recreated it")
+    else:
+        await _follow_pod(kube, ref, pod)
+
+
+# --- activity and expiry ------------------------------------------------------------------------
+
+
+async def _reflect_activity(kube: Kube, kind: str | None, body: kopf.Body) -> None:
+    key = metric_key(body.meta["namespace"], body.meta["name"])
+    if kind == "DELETED":
+        CONTAINERS.forget(key)
+        return
+    status = body.status
+    CONTAINERS.observe(key, status.get("status"))
+    if not status.get("status") or status.get("status") == "expired" or body.meta.get("deletionTimestamp"):
+        return  # before the first reconcile, or no longer relevant
+    if st.changes(status, st.activity_fields(body)):
+        await update_status(kube, body.meta["namespace"], body.meta["name"], body.meta["uid"], st.activity_fields)
+
+
+async def _check_expiry(kube: Kube, settings: OperatorSettings, body: kopf.Body) -> None:
+    if body.meta.get("deletionTimestamp"):
+        return
+    ref = ContainerRef.from_body(body)
+    moment = st.now()
+    if body.status.get("status") == "expired":
+        if st.retention_over(body.status, moment, settings.expired_retention):
+            _event(body, "Normal", reason="Deleted", message="expired longer than the retention period; deleting")
+            await kube.delete_container(ref.namespace, ref.name, ref.uid)
+        return
+    if st.is_due(body, moment):
+        await expire(kube, ref, moment)
+
+
+async def expire(kube: Kube, ref: ContainerRef, moment: datetime) -> None:
+    """Mark expired first (so the pod watcher does not recreate the pod), then remove children."""
+    minutes = ref.spec.expires_after.minutes
+    idle = f"no activity for {minutes} minute{'' if minutes == 1 else 's'}"
+
+    def expired(current: Body) -> dict[str, Any] | None:
+        if not st.is_due(current, moment):  # activity arrived since the timer looked
+            return None
+        conditions = (current.get("status") or {}).get("conditions")
+        message = idle
+        conditions = st.with_condition(conditions, st.EXPIRED, True, "IdleTimeout", message, moment, ref.generation)
+        conditions = st.with_condition(conditions, st.READY, False, "Expired", message, moment, ref.generation)
+        return {
+            "status": "expired", "reason": "IdleTimeout", "message": message,
+            "podIP": None, "podName": None, "expiredAt": st.rfc3339(moment), "conditions": conditions,
+        }
+
+    written = await update_status(kube, ref.namespace, ref.name, ref.uid, expired)
+    if written is None or (written.get("status") or {}).get("status") != "expired":
+        return
+    await delete_children(kube, ref)
+    _event(written, "Normal", reason="Expired", message=f"{idle}; pod, Secret and NetworkPolicy removed")

@@ -1,0 +1,111 @@
+"""The few Kubernetes calls the operator makes, as plain dicts (camelCase, like the API).
+
+Child objects and the Container's status go through kubernetes_asyncio; kopf itself only
+watches and keeps its progress annotations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from .. import kube
+from ..resources import names
+
+Body = dict[str, Any]
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class Kube:
+    """One ApiClient and the typed APIs over it; every method answers dicts."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.networking = client.NetworkingV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    @classmethod
+    async def connect(cls, kubeconfig: str | None = None) -> Kube:
+        return cls(await kube.api_client(kubeconfig))
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    def _dict(self, obj: Any) -> Body:
+        return self.api.sanitize_for_serialization(obj)
+
+    # --- the Container ---------------------------------------------------------------------
+
+    async def get_container(self, namespace: str, name: str) -> Body | None:
+        return await _or_none(self.custom.get_namespaced_custom_object(
+            names.GROUP, names.VERSION, namespace, names.PLURAL, name))
+
+    async def patch_container_status(self, namespace: str, name: str, patch: Body) -> Body:
+        return await self.custom.patch_namespaced_custom_object_status(
+            names.GROUP, names.VERSION, namespace, names.PLURAL, name, patch, _content_type=MERGE_PATCH)
+
+    async def delete_container(self, namespace: str, name: str, uid: str) -> None:
+        await _or_none(self.custom.delete_namespaced_custom_object(
+            names.GROUP, names.VERSION, namespace, names.PLURAL, name,
+            body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))))
+
+    # --- children ------------------------------------------------------------------------------
+
+    async def create(self, obj: Body) -> Body | None:
+        """Create `obj`; None if an object of that name already exists (409)."""
+        ns = obj["metadata"]["namespace"]
+        create: Callable[..., Awaitable[Any]] = {
+            "Pod": self.core.create_namespaced_pod,
+            "Secret": self.core.create_namespaced_secret,
+            "NetworkPolicy": self.networking.create_namespaced_network_policy,
+        }[obj["kind"]]
+        try:
+            return self._dict(await create(ns, obj))
+        except ApiException as error:
+            if error.status == 409:
+                return None
+            raise
+
+    async def get(self, kind: str, namespace: str, name: str) -> Body | None:
+        read = {
+            "Pod": self.core.read_namespaced_pod,
+            "Secret": self.core.read_namespaced_secret,
+            "NetworkPolicy": self.networking.read_namespaced_network_policy,
+        }[kind]
+        found = await _or_none(read(name, namespace))
+        return self._dict(found) if found is not None else None
+
+    async def replace_network_policy_spec(self, namespace: str, name: str, spec: Body) -> None:
+        await self.networking.patch_namespaced_network_policy(
+            name, namespace, {"spec": spec}, _content_type=MERGE_PATCH)
+
+    async def delete(self, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
+        """Delete if present; with `uid`, only that very object (not a successor of the same name)."""
+        delete = {
+            "Pod": self.core.delete_namespaced_pod,
+            "Secret": self.core.delete_namespaced_secret,
+            "NetworkPolicy": self.networking.delete_namespaced_network_policy,
+        }[kind]
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid) if uid else None)
+        try:
+            await delete(name, namespace, body=options)
+        except ApiException as error:
+            if error.status not in (404, 409):  # 409: the uid precondition failed, a successor exists
+                raise
+
+
+async def _or_none(call: Awaitable[Any]) -> Any:
+    try:
+        return await call
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def is_conflict(error: BaseException) -> bool:
+    return isinstance(error, ApiException) and error.status == 409

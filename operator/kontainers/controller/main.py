@@ -1,0 +1,93 @@
+"""`kontainers operator`: run the Container operator (kopf) until SIGTERM/SIGINT.
+
+Settings come from KONTAINERS_OPERATOR_* environment variables; the flags below override them.
+Maps (memory/CPU requests per size, pod selectors) are set through the environment as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+import kopf
+
+from ..observability import setup_logging, start_ops_server
+from ..settings import OperatorSettings
+from .config import kopf_settings
+from .handlers import register
+
+logger = logging.getLogger(__name__)
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def parse_settings(argv: list[str]) -> OperatorSettings:
+    parser = argparse.ArgumentParser(prog="kontainers operator", description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
+    add("-n", "--namespace", dest="namespaces", action="append",
+        help="watch this namespace (repeatable; default: all namespaces)")
+    add("--sandbox-image", help="image of the sandbox runtime container")
+    add("--sidecar-image", help="image of the files sidecar (the kontainers image)")
+    add("--runtime-class-name", help="RuntimeClass of sandbox pods (e.g. gvisor)")
+    add("--sidecar-port", type=int, help="port of the files sidecar")
+    add("--gateway-namespace", help="namespace of the gateway pods allowed to reach sidecars")
+    add("--egress-namespace", help="namespace of the egress proxy pods")
+    add("--expiry-check-interval", type=float, help="seconds between idle-expiry checks of a Container")
+    add("--expired-retention", type=float, help="seconds an expired Container is kept before deletion")
+    add("--standalone", action="store_true", default=None, help="run without peering")
+    add("--peering-name", help="name of the kopf peering object")
+    add("--peering-priority", type=int, help="peering priority (default: random, i.e. active/standby)")
+    add("--ops-host", help="address of /healthz, /readyz, /metrics")
+    add("--ops-port", type=int, help="port of /healthz, /readyz, /metrics (0: none)")
+    add("--log-level", help="DEBUG, INFO, WARNING, …")
+    args = parser.parse_args(argv)
+    given = {key: value for key, value in vars(args).items() if value is not None}
+    return OperatorSettings(**given)
+
+
+def resolve_namespaces(settings: OperatorSettings) -> OperatorSettings:
+    """Unset peer namespaces mean "the operator's own" in a cluster (any, outside one)."""
+    own = SERVICE_ACCOUNT_NAMESPACE.read_text().strip() if SERVICE_ACCOUNT_NAMESPACE.exists() else None
+    own = os.environ.get("POD_NAMESPACE") or own
+    return settings.model_copy(update={
+        "gateway_namespace": settings.gateway_namespace or own,
+        "egress_namespace": settings.egress_namespace or own,
+    })
+
+
+async def run(settings: OperatorSettings) -> None:
+    if settings.kubeconfig:
+        os.environ["KUBECONFIG"] = settings.kubeconfig  # kopf's own login reads it too
+    registry = kopf.OperatorRegistry()
+    register(registry, settings)
+    ready = asyncio.Event()
+    ops = None
+    if settings.ops_port:
+        ops = await start_ops_server(settings.ops_host, settings.ops_port, ready=ready.is_set)
+    try:
+        await kopf.operator(
+            registry=registry,
+            settings=kopf_settings(settings),
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            standalone=settings.standalone or None,
+            memo=kopf.Memo(),
+            ready_flag=ready,
+        )
+    finally:
+        if ops is not None:
+            await ops.cleanup()
+
+
+def main(argv: list[str]) -> int:
+    settings = resolve_namespaces(parse_settings(argv))
+    setup_logging(settings.log_level, json=settings.log_json)
+    if logging.getLogger().level > logging.DEBUG:
+        # kopf logs every successful handler run per object; our own lines say what matters.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    logger.info("watching %s", ", ".join(settings.namespaces) or "all namespaces")
+    asyncio.run(run(settings))
+    return 0

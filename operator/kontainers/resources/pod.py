@@ -1,0 +1,142 @@
+"""The sandbox Pod of one Container: the runtime container and the files sidecar.
+
+Both containers share an emptyDir at /mnt/data. Everything is hardened for PodSecurity
+`restricted`: non-root uid, no privilege escalation, no capabilities, RuntimeDefault seccomp,
+read-only root filesystems (writable /tmp emptyDirs instead), no service-account token.
+
+Other features add to the runtime container through `SandboxExtras` (e.g. the egress proxy's
+environment and CA bundle for allowlist containers) rather than by editing this builder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..settings import OperatorSettings
+from . import names
+from .model import MEMORY_QUANTITY
+from .owner import ContainerRef
+from .secret import TOKEN_KEY
+
+RUNTIME_CONTAINER = "sandbox"
+SIDECAR_CONTAINER = "files"
+SIDECAR_PORT_NAME = "files"
+DATA_VOLUME = "data"
+DATA_PATH = "/mnt/data"
+ANNOTATION_SPEC_HASH = f"{names.GROUP}/pod-spec-hash"
+
+
+@dataclass
+class SandboxExtras:
+    """Additions to the runtime container contributed by one feature."""
+
+    env: list[dict[str, Any]] = field(default_factory=list)
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    volume_mounts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _hardened(read_only_root: bool = True) -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": read_only_root,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _runtime_container(ref: ContainerRef, settings: OperatorSettings, extras: list[SandboxExtras]) -> dict[str, Any]:
+    size = ref.spec.memory_limit
+    limits = {"memory": MEMORY_QUANTITY[size]}
+    if size in settings.cpu_limits:
+        limits["cpu"] = settings.cpu_limits[size]
+    requests = {"memory": settings.memory_requests.get(size, MEMORY_QUANTITY[size])}
+    if size in settings.cpu_requests:
+        requests["cpu"] = settings.cpu_requests[size]
+    return {
+        "name": RUNTIME_CONTAINER,
+        "image": settings.sandbox_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": list(settings.sandbox_command),
+        "workingDir": DATA_PATH,
+        # HOME must be writable for pip, matplotlib caches and the like.
+        "env": [{"name": "HOME", "value": "/tmp"}] + [e for x in extras for e in x.env],
+        "resources": {"limits": limits, "requests": requests},
+        "securityContext": _hardened(settings.sandbox_read_only_root),
+        "volumeMounts": [
+            {"name": DATA_VOLUME, "mountPath": DATA_PATH},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ] + [m for x in extras for m in x.volume_mounts],
+    }
+
+
+def _sidecar_container(ref: ContainerRef, settings: OperatorSettings) -> dict[str, Any]:
+    port = settings.sidecar_port
+    return {
+        "name": SIDECAR_CONTAINER,
+        "image": settings.sidecar_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "args": ["sidecar"],
+        "env": [  # read by SidecarSettings (KONTAINERS_SIDECAR_*)
+            {"name": "KONTAINERS_SIDECAR_HOST", "value": "0.0.0.0"},
+            {"name": "KONTAINERS_SIDECAR_PORT", "value": str(port)},
+            {"name": "KONTAINERS_SIDECAR_ROOT", "value": DATA_PATH},
+            {"name": "KONTAINERS_SIDECAR_TOKEN",
+             "valueFrom": {"secretKeyRef": {"name": ref.secret_name, "key": TOKEN_KEY}}},
+        ],
+        "ports": [{"name": SIDECAR_PORT_NAME, "containerPort": port, "protocol": "TCP"}],
+        "readinessProbe": {
+            "httpGet": {"path": "/healthz", "port": SIDECAR_PORT_NAME},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "resources": {"requests": dict(settings.sidecar_requests), "limits": dict(settings.sidecar_limits)},
+        "securityContext": _hardened(True),
+        "volumeMounts": [
+            {"name": DATA_VOLUME, "mountPath": DATA_PATH},
+            {"name": "files-tmp", "mountPath": "/tmp"},
+        ],
+    }
+
+
+def pod_spec_hash(spec: dict[str, Any]) -> str:
+    """A digest of the desired pod spec: a pod built from an older spec gets replaced."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_pod(ref: ContainerRef, settings: OperatorSettings, extras: Iterable[SandboxExtras] = ()) -> dict[str, Any]:
+    extras = list(extras)
+    spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,  # no other services' addresses leak into the sandbox env
+        "restartPolicy": "Always",
+        "terminationGracePeriodSeconds": 5,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": settings.run_as_user,
+            "runAsGroup": settings.run_as_group,
+            "fsGroup": settings.run_as_group,  # both containers may write /mnt/data
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [_runtime_container(ref, settings, extras), _sidecar_container(ref, settings)],
+        "volumes": [
+            {"name": DATA_VOLUME, "emptyDir": {"sizeLimit": settings.data_size_limit}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": settings.tmp_size_limit}},
+            {"name": "files-tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        ] + [v for x in extras for v in x.volumes],
+    }
+    if settings.runtime_class_name:
+        spec["runtimeClassName"] = settings.runtime_class_name
+    if settings.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": ref.metadata(
+            ref.pod_name, component="sandbox", annotations={ANNOTATION_SPEC_HASH: pod_spec_hash(spec)}),
+        "spec": spec,
+    }
