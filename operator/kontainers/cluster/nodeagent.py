@@ -351,3 +351,35 @@ def _answers(url: str) -> bool:
             return resp.status == 200
     except OSError:
         return False
+
+
+def main(argv: list[str]) -> int:
+    """`python -m kontainers.cluster.nodeagent --kubeconfig K --state-dir D [--sidecar-port P]`:
+    run the dev node agent alone until SIGTERM/SIGINT (fixtures run it this way)."""
+    import argparse
+    import signal
+
+    from kontainers.observability import setup_logging
+
+    parser = argparse.ArgumentParser(prog="kontainers.cluster.nodeagent", description="dev/test only: " + __doc__.splitlines()[0])
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--sidecar-port", type=int, default=8081)
+    args = parser.parse_args(argv)
+    setup_logging("INFO")
+
+    async def serve() -> None:
+        task = asyncio.current_task()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, task.cancel)
+        try:
+            await DevNodeAgent(args.kubeconfig, args.state_dir, args.sidecar_port).run()
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
