@@ -126,7 +126,7 @@ async def test_create_returns_as_soon_as_running(cluster: FakeCluster) -> None:
     (b'{"name": "x", "surprise": true}', "surprise", "unknown_parameter"),
     (b'{"name": "x", "network_policy": {"type": "allowlist", "allowed_domains": ["ftp://x.com"]}}',
      "network_policy.allowed_domains[0]", "invalid_value"),
-    (b'{"name": "x", "file_ids": ["file-abc"]}', "file_ids", "unsupported_parameter"),
+    (b'{"name": "x", "file_ids": "file-abc"}', "file_ids", "invalid_type"),
 ])
 async def test_bad_create_bodies_are_400_naming_the_param(client, cluster: FakeCluster, raw: bytes, param, code) -> None:
     response = await client.post("/v1/containers", data=raw, headers={**AUTH_A, "Content-Type": "application/json"})

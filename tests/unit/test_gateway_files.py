@@ -130,12 +130,12 @@ async def test_upload_over_the_limit_without_content_length_is_413(client) -> No
     assert (await (await client.get(base, headers=AUTH)).json())["data"] == []
 
 
-async def test_file_id_is_a_clear_400(client) -> None:
+async def test_unknown_file_id_is_a_404_naming_it(client) -> None:
     container = await new_container(client)
     response = await client.post(f"/v1/containers/{container['id']}/files", json={"file_id": "file-123"},
                                  headers=AUTH)
-    error = await expect_error(response, 400)
-    assert error["param"] == "file_id" and "Files API" in error["message"]
+    error = await expect_error(response, 404)
+    assert error["param"] == "file_id" and "file-123" in error["message"]
     error = await expect_error(await client.post(f"/v1/containers/{container['id']}/files", json={"file_id": 3},
                                                  headers=AUTH), 400)
     assert error["code"] == "invalid_type"

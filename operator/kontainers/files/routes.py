@@ -26,8 +26,8 @@ from kontainers.files.models import (
     FileList,
     FileObject,
 )
+from kontainers.files.inputs import stored_file
 from kontainers.files.store import (
-    FILE_ID_PREFIX,
     FileNotFound,
     FileRecord,
     FileStore,
@@ -74,15 +74,7 @@ def file_not_found(file_id: str, param: str | None = "file_id") -> APIError:
 
 async def find_file(store: FileStore, tenant: str, file_id: str, *, param: str | None = "file_id") -> FileRecord:
     """A tenant's unexpired file, else a 404 naming the id (other tenants' ids look the same)."""
-    if not file_id.startswith(FILE_ID_PREFIX):
-        raise file_not_found(file_id, param)
-    try:
-        record = await store.stat(tenant, file_id)
-    except FileNotFound:
-        raise file_not_found(file_id, param) from None
-    if record.expired():
-        raise file_not_found(file_id, param)
-    return record
+    return await stored_file(store, tenant, file_id, param=param or "file_id")
 
 
 def clean_filename(raw: str | None) -> str:

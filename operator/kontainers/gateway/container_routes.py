@@ -7,25 +7,23 @@ from aiohttp import web
 from ..api.container import ContainerDeleted
 from ..api.container_create import ContainerCreateParams
 from ..api.pagination import ListParams, UnknownCursor, paginate
+from ..files.inputs import check_create_inputs
+from ..files.routes import FILE_STORE
 from . import resource
 from .auth import TENANT
 from .bodies import read_json_object, retry_count
 from .cache import sort_key
-from .errors import APIError, bad_request, container_not_found
+from .errors import APIError, container_not_found
 from .state import ACTIVITY, CLUSTER, CREATOR, SIDECARS
 
 routes = web.RouteTableDef()
 
-FILES_API_MISSING = ("The Files API is not available on this server yet, so `{param}` cannot be used; "
-                     "upload files with POST /v1/containers/{{container_id}}/files instead.")
-
-
-def check_supported(params: ContainerCreateParams) -> None:
-    """Parameters accepted by the schema that this server cannot honour yet: a clear 400."""
-    if params.file_ids:
-        raise bad_request(FILES_API_MISSING.format(param="file_ids"), param="file_ids", code="unsupported_parameter")
-    if params.skills:
-        raise bad_request("Skills are not supported by this server yet.", param="skills", code="unsupported_parameter")
+async def check_inputs(request: web.Request, params: ContainerCreateParams) -> None:
+    """`file_ids` must name the caller's files and inline skills be valid bundles (kept for delivery)
+    before anything is written; `skill_reference` is refused (no /v1/skills here)."""
+    if params.file_ids or params.skills:
+        await check_create_inputs(request.app[FILE_STORE], request[TENANT].namespace, params.file_ids,
+                                  params.skills)
 
 
 def wire(request: web.Request, obj: dict) -> dict:
@@ -44,13 +42,15 @@ def find_container(request: web.Request) -> dict:
 
 
 def touch(request: web.Request, obj: dict) -> None:
-    request.app[ACTIVITY].touch(obj["metadata"]["namespace"], obj["metadata"]["name"])
+    """Count an operation as activity (idle expiry); an expired container stays expired."""
+    if resource.status_of(obj) != "expired":
+        request.app[ACTIVITY].touch(obj["metadata"]["namespace"], obj["metadata"]["name"])
 
 
 @routes.post("/v1/containers")
 async def create_container(request: web.Request) -> web.Response:
     params = ContainerCreateParams.model_validate(await read_json_object(request))
-    check_supported(params)
+    await check_inputs(request, params)
     obj = await request.app[CREATOR].create(
         request[TENANT], params,
         idempotency_key=request.headers.get("Idempotency-Key") or None,

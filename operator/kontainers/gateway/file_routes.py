@@ -19,7 +19,9 @@ from ..observability import FILE_BYTES
 from . import resource
 from .auth import TENANT
 from .bodies import read_json_object
-from .container_routes import FILES_API_MISSING, find_container, touch
+from ..files.inputs import copy_into_container, stored_file
+from ..files.routes import FILE_STORE
+from .container_routes import find_container, touch
 from .errors import APIError, bad_request, container_expired, file_not_found, not_ready
 from .state import SETTINGS, SIDECARS
 
@@ -65,8 +67,8 @@ def wire_file(obj: Mapping, record: FileRecord) -> dict:
 async def create_file(request: web.Request) -> web.Response:
     if request.content_type == "application/json":
         find_container(request)
-        ContainerFileCreateParams.model_validate(await read_json_object(request))
-        raise bad_request(FILES_API_MISSING.format(param="file_id"), param="file_id", code="unsupported_parameter")
+        params = ContainerFileCreateParams.model_validate(await read_json_object(request))
+        return await _copy_stored_file(request, usable_container(request), params.file_id)
     obj = usable_container(request)
     if request.content_type != "multipart/form-data":
         raise bad_request("Send multipart/form-data with a `file` part, or JSON with `file_id`.", param="file")
@@ -78,6 +80,8 @@ async def _upload(request: web.Request, obj: dict) -> web.Response:
     if request.content_length is not None and request.content_length > limit + _MULTIPART_OVERHEAD:
         raise _too_large(limit)
     part = await _file_part(request)
+    if part.name == "file_id":  # the multipart spelling of {"file_id": …}
+        return await _copy_stored_file(request, obj, (await part.text()).strip())
     filename = part.filename or "upload"
 
     sent = 0
@@ -110,13 +114,20 @@ async def _file_part(request: web.Request) -> aiohttp.BodyPartReader:
     async for part in await request.multipart():
         if not isinstance(part, aiohttp.BodyPartReader):
             continue
-        if part.name == "file":
+        if part.name in ("file", "file_id"):
             return part
-        if part.name == "file_id":
-            raise bad_request(FILES_API_MISSING.format(param="file_id"), param="file_id",
-                              code="unsupported_parameter")
         await part.release()
     raise bad_request("Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
+
+
+async def _copy_stored_file(request: web.Request, obj: dict, file_id: str) -> web.Response:
+    """`file_id`: stream a Files API file of the caller into the container."""
+    store = request.app[FILE_STORE]
+    stored = await stored_file(store, request[TENANT].namespace, file_id, param="file_id")
+    record = await copy_into_container(store, stored, request.app[SIDECARS].upload, obj)
+    FILE_BYTES.labels("upload").inc(record.bytes)
+    log.info("copied %s (%d bytes) to %s as %s", stored.id, record.bytes, resource.container_id(obj), record.id)
+    return web.json_response(wire_file(obj, record))
 
 
 def _too_large(limit: int) -> APIError:

@@ -19,6 +19,7 @@ from ..api.container import (
     NetworkPolicy,
 )
 from ..api.container_create import ContainerCreateParams, NetworkPolicyAllowlist
+from ..files.inputs import skills_spec
 from ..resources import names
 
 STATUSES = ("pending", "running", "failed", "expired")
@@ -123,6 +124,8 @@ def spec_from_params(params: ContainerCreateParams, secret_name: str) -> dict:
             ]
     if params.file_ids:
         spec["fileIds"] = list(params.file_ids)
+    if params.skills:
+        spec["skills"] = skills_spec(params.skills)  # bundles by reference: the zips are in the file store
     return spec
 
 
