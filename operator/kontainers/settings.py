@@ -47,7 +47,7 @@ class OperatorSettings(BaseSettings):
     gateway_namespace: str | None = None
     egress_pod_labels: dict[str, str] = {"app.kubernetes.io/name": "kontainers", "app.kubernetes.io/component": "egress"}
     egress_namespace: str | None = None
-    egress_port: int = 8080
+    egress_port: int = 3128  # the egress proxy's port (EgressSettings.port)
     allowlist_dns: bool = False  # also allow DNS to kube-dns (only if the proxy is addressed by name)
     dns_namespace: str = "kube-system"
     dns_pod_labels: dict[str, str] = {"k8s-app": "kube-dns"}
