@@ -1,6 +1,6 @@
 """Benchmark: a 1 GiB file up and down, through gateway → sidecar and directly to the sidecar.
 
-    python tests/bench/bench_files.py [--size-mib 1024] [--direct-only]
+    python tests/bench/bench_files.py [--size-mib 1024] [--rounds 3] [--direct-only]
 
 Starts `kontainers dev` in a temporary state dir (control plane, operator, gateway, dev node agent)
 with upload limits raised above the file size, creates one container with the openai SDK, then
@@ -24,6 +24,7 @@ import json
 import os
 import shlex
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -204,7 +205,7 @@ def run_direct_only(size: int, work: Path) -> None:
         sidecar.wait(30)
 
 
-def run_full(size: int, work: Path) -> None:
+def run_full(size: int, work: Path, rounds: int) -> None:
     state = work / "dev"
     env = {**os.environ, "KONTAINERS_GATEWAY_MAX_UPLOAD_BYTES": str(2 * size),
            "KONTAINERS_SIDECAR_MAX_UPLOAD_BYTES": str(2 * size), "KONTAINERS_GATEWAY_LOG_LEVEL": "WARNING",
@@ -237,12 +238,18 @@ def run_full(size: int, work: Path) -> None:
         wait_for(lambda: http_ok(f"{sidecar_url}/healthz"), "sidecar", 30)
         gateway_pid = process_with(dev.pid, "gateway")
         sidecar_pid = process_with(dev.pid, "sidecar")
-        print(f"{size // MIB} MiB, container {container.id}:")
-        direct = asyncio.run(measure_direct(sidecar_url, token, size, sidecar_pid))
-        through = asyncio.run(measure_gateway(base_url, key, container.id, size,
-                                              {"gateway": gateway_pid, "sidecar": sidecar_pid}))
+        print(f"{size // MIB} MiB, container {container.id}, {rounds} rounds:")
+        direct: dict[str, list[float]] = {"upload": [], "download": []}
+        through: dict[str, list[float]] = {"upload": [], "download": []}
+        for _ in range(rounds):  # alternated, so disk writeback and noise hit both paths alike
+            for what, rate in asyncio.run(measure_direct(sidecar_url, token, size, sidecar_pid)).items():
+                direct[what].append(rate)
+            pids = {"gateway": gateway_pid, "sidecar": sidecar_pid}
+            for what, rate in asyncio.run(measure_gateway(base_url, key, container.id, size, pids)).items():
+                through[what].append(rate)
         for what in ("upload", "download"):
-            print(f"  {what} throughput gateway/direct: {through[what] / direct[what]:.2f}")
+            d, g = statistics.median(direct[what]), statistics.median(through[what])
+            print(f"  {what}: median direct {d:.1f} MiB/s, via gateway {g:.1f} MiB/s, ratio gateway/direct {g / d:.2f}")
     finally:
         dev.send_signal(signal.SIGTERM)
         dev.wait(120)
@@ -264,12 +271,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--direct-only", action="store_true", help="a lone sidecar, no gateway")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements of each path (medians reported)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-files-") as work:
         if args.direct_only:
             run_direct_only(args.size_mib * MIB, Path(work))
         else:
-            run_full(args.size_mib * MIB, Path(work))
+            run_full(args.size_mib * MIB, Path(work), args.rounds)
 
 
 if __name__ == "__main__":
