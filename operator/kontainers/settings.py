@@ -138,7 +138,9 @@ class EgressSettings(BaseSettings):
     kubeconfig: str | None = None  # else $KUBECONFIG, else in-cluster
     namespace: str | None = None  # where the CA Secret lives; default: own namespace, else "default"
     watch_namespaces: list[str] = []  # Containers watched; empty = all namespaces
-    ca_secret: str = "kontainers-egress-ca"  # the per-install CA (Secret) and its public cert (ConfigMap)
+    ca_secret: str = "kontainers-egress-ca"  # the per-install CA; its certificate is published in
+    # the ConfigMap kontainers-egress-ca (fixed name, read by the operator) with advertise_url
+    advertise_url: str | None = None  # how sandboxes reach the proxy, e.g. http://kontainers-egress.kontainers.svc:3128
     confdir: Path = Path("/tmp/kontainers-egress")  # mitmproxy's confdir: the CA is written here
     max_scrub_bytes: int = 10 * 1024 * 1024  # replies of secret-bearing requests up to this are scrubbed
     # Tests and local runs only: a static policy file instead of the Kubernetes watch (see

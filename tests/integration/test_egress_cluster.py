@@ -7,6 +7,7 @@ would) and connects from that address — any 127.x address is bindable on Linux
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -15,11 +16,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from kontainers.egress import placeholders
-from kontainers.egress.sandbox import proxy_env
+from kontainers.egress.operator_hook import ca_configmap_name, egress_sandbox_hook
+from kontainers.egress.sandbox import CA_FILE, proxy_env
 from kontainers.egress.testing import ServerThread, TlsMaterial, free_port
 from kontainers.resources import names
 
@@ -81,6 +84,23 @@ def curl_from(address: str, proxy: Proxy, url: str, *args: str) -> subprocess.Co
                           env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True)
 
 
+async def operator_wiring(kubeconfig: str, body: dict, egress_namespace: str) -> dict[str, str]:
+    from kubernetes_asyncio import client
+
+    from kontainers.kube import api_client
+    from kontainers.resources.owner import ContainerRef
+    from kontainers.settings import OperatorSettings
+
+    api = await api_client(kubeconfig)
+    try:
+        kube = SimpleNamespace(core=client.CoreV1Api(api))
+        extras = await egress_sandbox_hook(kube, ContainerRef.from_body(body),
+                                           OperatorSettings(egress_namespace=egress_namespace))
+    finally:
+        await api.close()
+    return {e["name"]: e["value"] for e in extras.env}
+
+
 def test_proxy_follows_containers_and_reads_domain_secrets(cluster, make_namespace, tmp_path: Path) -> None:
     install_crd(cluster)
     egress_ns, tenant = make_namespace(restricted=False, prefix="egress"), make_namespace(prefix="tenant")
@@ -100,6 +120,7 @@ def test_proxy_follows_containers_and_reads_domain_secrets(cluster, make_namespa
         configmap = json.loads(cluster.kubectl("-n", egress_ns, "get", "configmap", "kontainers-egress-ca", "-o", "json").stdout)
         assert configmap["data"]["ca.crt"] == ca_pem == proxy.ca_file.read_text()
         assert "PRIVATE KEY" not in json.dumps(configmap)
+        assert configmap["data"]["proxy-url"] == f"http://127.0.0.1:{proxy.port}"
 
         # A Container as the gateway writes it: the value only in its Secret, a reference in the spec.
         secret_name = names.domain_secrets_name("egress-c1")
@@ -122,10 +143,28 @@ def test_proxy_follows_containers_and_reads_domain_secrets(cluster, make_namespa
 
         cluster.kubectl("-n", tenant, "patch", "container", "egress-c1", "--subresource=status", "--type=merge",
                         "-p", json.dumps({"status": {"status": "running", "podIP": POD_IP}}))
-        placeholder = placeholders.placeholder(uid, "API_KEY")
+
+        # The operator's hook: the sandbox's environment and its copy of the CA, as the pod gets them.
+        body = json.loads(cluster.kubectl("-n", tenant, "get", "container", "egress-c1", "-o", "json").stdout)
+        sandbox_env = asyncio.run(operator_wiring(cluster.kubeconfig, body, egress_ns))
+        assert sandbox_env["HTTPS_PROXY"] == f"http://127.0.0.1:{proxy.port}"  # published by the proxy
+        copy = json.loads(cluster.kubectl("-n", tenant, "get", "configmap",
+                                          ca_configmap_name("egress-c1", uid), "-o", "json").stdout)
+        assert copy["data"]["ca.crt"] == ca_pem
+        assert copy["metadata"]["ownerReferences"][0]["uid"] == uid
+        ca_copy = tmp_path / "sandbox-ca.crt"
+        ca_copy.write_text(copy["data"]["ca.crt"])
+        sandbox_env = {k: (str(ca_copy) if v == CA_FILE else v) for k, v in sandbox_env.items()}
+        placeholder = sandbox_env["API_KEY"]
+        assert placeholder == placeholders.placeholder(uid, "API_KEY")
+
         deadline, done = time.monotonic() + 20, None
         while time.monotonic() < deadline:
-            done = curl_from(POD_IP, proxy, url, "-H", f"Authorization: Bearer {placeholder}")
+            # Configured by the sandbox environment alone (no --proxy, no --cacert).
+            done = subprocess.run(
+                ["curl", "-sS", "--max-time", "15", "--interface", POD_IP, "-H",
+                 "Authorization: Bearer $API_KEY".replace("$API_KEY", placeholder), url],
+                env={"PATH": os.environ["PATH"], **sandbox_env}, capture_output=True, text=True)
             if done.returncode == 0:
                 break
             time.sleep(0.3)

@@ -3,8 +3,9 @@
 It lives in the Secret `kontainers-egress-ca` (type kubernetes.io/tls, keys tls.crt/tls.key) in the
 proxy's namespace; the first proxy replica to start creates it, the others (and restarts) read it,
 so every replica presents certificates from the same CA. Its public certificate is also published
-in the ConfigMap of the same name (key ca.crt), which is what the operator copies next to each
-allowlist sandbox — the private key never leaves the proxy's namespace.
+in the ConfigMap `kontainers-egress-ca` (key ca.crt, with the proxy's address under proxy-url),
+which the operator copies next to each allowlist sandbox — the private key never leaves the
+proxy's namespace.
 
 At start the proxy writes the pair into mitmproxy's confdir under the names mitmproxy looks for.
 """
@@ -25,6 +26,8 @@ from cryptography.x509.oid import NameOID
 logger = logging.getLogger(__name__)
 
 CA_CERT_KEY = "ca.crt"
+PROXY_URL_KEY = "proxy-url"  # where sandboxes reach the proxy (EgressSettings.advertise_url)
+PUBLISHED_NAME = "kontainers-egress-ca"  # the ConfigMap the operator reads: a fixed name
 MITM_BASENAME = "mitmproxy"  # mitmproxy's confdir looks for <basename>-ca.pem
 
 
@@ -91,8 +94,11 @@ def local_ca(confdir: Path) -> tuple[bytes, bytes]:
     return generate_ca()
 
 
-async def ensure_in_cluster(api_client, namespace: str, name: str) -> tuple[bytes, bytes]:
-    """Read the CA Secret, creating it on first start; publish the public cert as a ConfigMap.
+async def ensure_in_cluster(
+    api_client, namespace: str, name: str, proxy_url: str | None = None
+) -> tuple[bytes, bytes]:
+    """Read the CA Secret, creating it on first start; publish the public cert (and the proxy's
+    address) in the ConfigMap `kontainers-egress-ca`.
 
     Two replicas starting together may both try to create it: the loser gets 409 and reads the
     winner's, so there is always exactly one CA.
@@ -127,24 +133,27 @@ async def ensure_in_cluster(api_client, namespace: str, name: str) -> tuple[byte
         secret = await core.read_namespaced_secret(name, namespace)
     cert_pem = base64.b64decode(secret.data["tls.crt"])
     key_pem = base64.b64decode(secret.data["tls.key"])
-    await _publish_cert(core, namespace, name, cert_pem)
+    await _publish(core, namespace, cert_pem, proxy_url)
     return cert_pem, key_pem
 
 
-async def _publish_cert(core, namespace: str, name: str, cert_pem: bytes) -> None:
+async def _publish(core, namespace: str, cert_pem: bytes, proxy_url: str | None) -> None:
     from kubernetes_asyncio import client
     from kubernetes_asyncio.client.exceptions import ApiException
 
+    data = {CA_CERT_KEY: cert_pem.decode()}
+    if proxy_url:
+        data[PROXY_URL_KEY] = proxy_url
     body = client.V1ConfigMap(
         metadata=client.V1ObjectMeta(
-            name=name, labels={"app.kubernetes.io/managed-by": "kontainers",
-                               "app.kubernetes.io/component": "egress"},
+            name=PUBLISHED_NAME, labels={"app.kubernetes.io/managed-by": "kontainers",
+                                         "app.kubernetes.io/component": "egress"},
         ),
-        data={CA_CERT_KEY: cert_pem.decode()},
+        data=data,
     )
     try:
         await core.create_namespaced_config_map(namespace, body)
     except ApiException as error:
         if error.status != 409:
             raise
-        await core.replace_namespaced_config_map(name, namespace, body)
+        await core.replace_namespaced_config_map(PUBLISHED_NAME, namespace, body)

@@ -42,6 +42,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--ops-port", type=int, help="port of /healthz, /readyz, /metrics (default 8083)")
     parser.add_argument("--kubeconfig", help="kubeconfig (default $KUBECONFIG, else in-cluster)")
     parser.add_argument("--namespace", help="namespace of the CA Secret (default: own namespace)")
+    parser.add_argument("--advertise-url", help="proxy URL published for sandboxes (the chart: its Service)")
     parser.add_argument("--watch-namespace", action="append", dest="watch_namespaces",
                         help="watch Containers of this namespace only (repeatable; default all)")
     parser.add_argument("--confdir", type=Path, help="mitmproxy confdir (default /tmp/kontainers-egress)")
@@ -65,6 +66,16 @@ def own_namespace(settings: EgressSettings) -> str:
     if _SERVICE_ACCOUNT_NAMESPACE.exists():
         return _SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
     return "default"
+
+
+def advertised_url(settings: EgressSettings) -> str | None:
+    """Where sandboxes reach this proxy: the setting, else the listen address if it is one."""
+    if settings.advertise_url:
+        return settings.advertise_url
+    if settings.host in {"0.0.0.0", "::", ""}:
+        return None  # the operator falls back to the Service name
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"http://{host}:{settings.port}"
 
 
 def build_master(settings: EgressSettings, guard: EgressGuard) -> Master:
@@ -105,7 +116,9 @@ async def run(settings: EgressSettings) -> int:
 
         api_client = await make_api_client(settings.kubeconfig)
         registry = Registry(loader=secret_loader(api_client))
-        cert_pem, key_pem = await ca.ensure_in_cluster(api_client, own_namespace(settings), settings.ca_secret)
+        cert_pem, key_pem = await ca.ensure_in_cluster(
+            api_client, own_namespace(settings), settings.ca_secret, advertised_url(settings)
+        )
         container_watch = ContainerWatch(api_client, registry, settings.watch_namespaces)
         tasks.append(asyncio.create_task(container_watch.run(), name="container watch"))
 

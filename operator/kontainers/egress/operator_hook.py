@@ -1,0 +1,119 @@
+"""The operator's sandbox hook for allowlist Containers (see kontainers.controller.hooks).
+
+For a Container with `networkPolicy.type: allowlist` it
+1. reads what the egress proxy publishes in its namespace — the ConfigMap `kontainers-egress-ca`
+   with the CA certificate (`ca.crt`) and the proxy's address (`proxy-url`);
+2. creates (or updates) the Container's own copy of the certificate, a ConfigMap owned by the
+   Container, since a pod can mount ConfigMaps of its own namespace only;
+3. returns the runtime container's additions (kontainers.egress.sandbox).
+Until the proxy has published its CA the hook raises kopf.TemporaryError: an allowlist sandbox
+without the proxy's CA could not use its allowlist, and its NetworkPolicy blocks everything else.
+
+The proxy's host name is resolved here, by the operator, unless the operator's setting
+`allowlist_dns` is on: the sandbox then needs no DNS at all (its NetworkPolicy allows none), which
+also closes DNS as a way out.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import kopf
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from kontainers.egress import sandbox
+from kontainers.egress.ca import CA_CERT_KEY, PROXY_URL_KEY, PUBLISHED_NAME
+from kontainers.resources import names
+
+logger = logging.getLogger(__name__)
+
+_SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def egress_namespace(settings: Any) -> str:
+    if settings.egress_namespace:
+        return settings.egress_namespace
+    if _SERVICE_ACCOUNT_NAMESPACE.exists():
+        return _SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    return "default"
+
+
+def ca_configmap_name(name: str, uid: str) -> str:
+    return names.child_name(name, uid, "egress-ca")
+
+
+def pinned_url(url: str) -> str:
+    """The URL with its host replaced by its address (so the sandbox needs no DNS)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        return url  # already an address
+    except OSError:
+        pass
+    try:
+        address = socket.getaddrinfo(host, parts.port or 80, type=socket.SOCK_STREAM)[0][4][0]
+    except OSError:
+        logger.warning("cannot resolve the egress proxy address; sandboxes get its name",
+                       extra={"proxy_host": host})
+        return url
+    netloc = f"[{address}]" if ":" in address else address
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+async def _ensure_ca_copy(core, ref, desired: dict[str, Any]) -> None:
+    name, namespace = desired["metadata"]["name"], desired["metadata"]["namespace"]
+    try:
+        await core.create_namespaced_config_map(namespace, desired)
+        return
+    except ApiException as error:
+        if error.status != 409:
+            raise
+    existing = await core.read_namespaced_config_map(name, namespace)
+    owners = existing.metadata.owner_references or []
+    if not any(o.uid == ref.uid and o.controller for o in owners):
+        raise kopf.PermanentError(f"ConfigMap {name} exists and does not belong to this Container")
+    if (existing.data or {}) != desired["data"]:  # the CA was rotated
+        await core.patch_namespaced_config_map(name, namespace, {"data": desired["data"]})
+
+
+async def egress_sandbox_hook(kube, ref, settings):
+    """`SandboxHook` of kontainers.controller.hooks: egress wiring of allowlist sandboxes."""
+    from kontainers.resources.pod import SandboxExtras
+
+    policy = ref.spec.network_policy
+    if policy.type != "allowlist":
+        return None
+    namespace = egress_namespace(settings)
+    try:
+        published = await kube.core.read_namespaced_config_map(PUBLISHED_NAME, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            raise kopf.TemporaryError(
+                f"the egress proxy has not published its CA yet (ConfigMap {namespace}/{PUBLISHED_NAME})",
+                delay=10,
+            ) from None
+        raise
+    data = published.data or {}
+    if CA_CERT_KEY not in data:
+        raise kopf.TemporaryError(f"ConfigMap {namespace}/{PUBLISHED_NAME} has no {CA_CERT_KEY}", delay=10)
+    proxy_url = data.get(PROXY_URL_KEY) or f"http://{PUBLISHED_NAME.removesuffix('-ca')}.{namespace}.svc:{settings.egress_port}"
+    if not settings.allowlist_dns:
+        proxy_url = pinned_url(proxy_url)
+
+    configmap_name = ca_configmap_name(ref.name, ref.uid)
+    desired = sandbox.ca_configmap(configmap_name, ref.namespace, data[CA_CERT_KEY])
+    desired["metadata"] = ref.metadata(configmap_name, component="egress-ca")
+    await _ensure_ca_copy(kube.core, ref, desired)
+
+    secret_names = [{"name": s.name} for s in policy.domain_secrets or []]
+    wiring = sandbox.sandbox_egress(
+        {"networkPolicy": {"type": "allowlist", "domainSecrets": secret_names}}, ref.uid, proxy_url, configmap_name,
+    )
+    return SandboxExtras(env=wiring.env, volumes=wiring.volumes, volume_mounts=wiring.volume_mounts)
