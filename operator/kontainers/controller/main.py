@@ -14,10 +14,12 @@ from pathlib import Path
 
 import kopf
 
+from .. import kube
 from ..observability import setup_logging, start_ops_server
 from ..settings import OperatorSettings
 from .config import kopf_settings
 from .handlers import register
+from .peering import ensure_peering_objects
 
 logger = logging.getLogger(__name__)
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -63,6 +65,11 @@ async def run(settings: OperatorSettings) -> None:
         os.environ["KUBECONFIG"] = settings.kubeconfig  # kopf's own login reads it too
     registry = kopf.OperatorRegistry()
     register(registry, settings)
+    api = await kube.api_client(settings.kubeconfig)
+    try:
+        await ensure_peering_objects(api, settings)
+    finally:
+        await api.close()
     ready = asyncio.Event()
     ops = None
     if settings.ops_port:
