@@ -158,3 +158,14 @@ def test_a_size_header_that_lies_is_caught_while_inflating(tmp_path: Path) -> No
     with pytest.raises(SkillBundleError, match="s/bomb"):
         unpack(data, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bundle_spooled_to_a_file_works_the_same(tmp_path: Path) -> None:
+    spooled = tmp_path / "bundle.zip"
+    spooled.write_bytes(make_zip(GOOD))
+    assert unpack(spooled, tmp_path / "skills").name == "pdf-tools"
+    assert snapshot(tmp_path / "skills") == GOOD
+    spooled.write_bytes(REFUSED["symlink"][0])
+    with pytest.raises(SkillBundleError, match="symbolic link"):
+        unpack(spooled, tmp_path / "other")
+    assert not (tmp_path / "other").exists() or list((tmp_path / "other").iterdir()) == []

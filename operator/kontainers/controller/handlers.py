@@ -4,7 +4,8 @@
 - `pod_changed` (every event of a sandbox pod): status follows the pod; a vanished or failed pod
   is recreated.
 - `reflect_activity` (every event of a Container): the gateway's activity annotation shows up
-  in status.lastActiveAt/expiresAt.
+  in status.lastActiveAt/expiresAt; its files-delivered annotation lets a pod waiting for its
+  file_ids/skills become running (kontainers.files.gate).
 - `check_expiry` (timer): idle containers expire; expired ones are deleted after the retention.
 
 Handlers are registered on an explicit registry by `register()`, because intervals come from
@@ -24,6 +25,7 @@ from typing import Any
 
 import kopf
 
+from ..files import gate
 from ..observability import CONTAINERS, CREATE_SECONDS, RECONCILE_SECONDS, timed
 from ..resources import names
 from ..resources.owner import ContainerRef
@@ -123,6 +125,8 @@ async def _reconcile(kube: Kube, settings: OperatorSettings, body: kopf.Body, pa
     current = await update_status(kube, ref.namespace, ref.name, ref.uid, identity_and_activity)
     if current is None:
         return
+    if pod is None:
+        await _forget_delivery(kube, ref, current)
     pod, created = await ensure_pod(kube, ref, settings)
     if created:
         if was_running:
@@ -162,12 +166,18 @@ async def _pod_changed(kube: Kube, settings: OperatorSettings, kind: str | None,
 
 async def _follow_pod(kube: Kube, ref: ContainerRef, pod: Body) -> None:
     """Status follows the pod; a failed pod is reported, then deleted to be recreated."""
-    state = st.observe_pod(pod)
+    observed = st.observe_pod(pod)
+    state = observed
     before: dict[str, Any] = {}
 
     def follow(current: Body) -> dict[str, Any]:
+        nonlocal state
         before.clear()
         before.update(current.get("status") or {})
+        state = observed
+        if observed.ready and gate.awaiting_delivery(current, observed.pod_ip):
+            # Up, but its file_ids/skills are not in yet: the gateway delivers to this podIP.
+            state = st.PodState("pending", gate.DELIVERING_FILES, gate.DELIVERING_MESSAGE, pod_ip=observed.pod_ip)
         conditions = st.with_condition(
             before.get("conditions"), st.READY, state.ready,
             "PodReady" if state.ready else (state.reason or "PodNotReady"),
@@ -180,7 +190,8 @@ async def _follow_pod(kube: Kube, ref: ContainerRef, pod: Body) -> None:
     if state.status == "running" and before.get("status") != "running":
         _event(written, "Normal", reason="Ready", message=f"pod {ref.pod_name} is running at {state.pod_ip}")
         created = st.parse_time(written["metadata"].get("creationTimestamp"))
-        if created and not before.get("podIP") and not _ever_recreated(before):
+        first_start = not before.get("podIP") or before.get("reason") == gate.DELIVERING_FILES
+        if created and first_start and not _ever_recreated(before):
             CREATE_SECONDS.observe(max(0.0, (datetime.now(created.tzinfo) - created).total_seconds()))
     if state.status == "failed":
         if before.get("status") != "failed":
@@ -209,6 +220,7 @@ async def _recreate_pod(kube: Kube, settings: OperatorSettings, ref: ContainerRe
     written = await update_status(kube, ref.namespace, ref.name, ref.uid, recreating)
     if written is None:
         return
+    await _forget_delivery(kube, ref, written)
     pod, created = await ensure_pod(kube, ref, settings)
     if created:
         _event(written, "Warning", reason="PodRecreated", message=f"pod {ref.pod_name} was deleted; recreated it")
@@ -230,6 +242,18 @@ async def _reflect_activity(kube: Kube, kind: str | None, body: kopf.Body) -> No
         return  # before the first reconcile, or no longer relevant
     if st.changes(status, st.activity_fields(body)):
         await update_status(kube, body.meta["namespace"], body.meta["name"], body.meta["uid"], st.activity_fields)
+    if gate.delivery_done(body):  # the gateway has delivered into the current pod: it may run
+        ref = ContainerRef.from_body(body)
+        pod = await kube.get("Pod", ref.namespace, ref.pod_name)
+        if pod is not None:
+            await _follow_pod(kube, ref, pod)
+
+
+async def _forget_delivery(kube: Kube, ref: ContainerRef, container: Mapping[str, Any]) -> None:
+    """A new pod starts with an empty /mnt/data: its file_ids and skills must be delivered again."""
+    patch = gate.forget_delivery_patch(container)
+    if patch is not None:
+        await kube.patch_container(ref.namespace, ref.name, patch)
 
 
 async def _check_expiry(kube: Kube, settings: OperatorSettings, body: kopf.Body) -> None:

@@ -48,6 +48,11 @@ class Kube:
         return await self.custom.patch_namespaced_custom_object_status(
             names.GROUP, names.VERSION, namespace, names.PLURAL, name, patch, _content_type=MERGE_PATCH)
 
+    async def patch_container(self, namespace: str, name: str, patch: Body) -> Body:
+        """A merge patch of the Container itself (metadata), not of its status."""
+        return await self.custom.patch_namespaced_custom_object(
+            names.GROUP, names.VERSION, namespace, names.PLURAL, name, patch, _content_type=MERGE_PATCH)
+
     async def delete_container(self, namespace: str, name: str, uid: str) -> None:
         await _or_none(self.custom.delete_namespaced_custom_object(
             names.GROUP, names.VERSION, namespace, names.PLURAL, name,

@@ -1,6 +1,7 @@
 """The sandbox Pod of one Container: the runtime container and the files sidecar.
 
-Both containers share an emptyDir at /mnt/data. Everything is hardened for PodSecurity
+Both containers share an emptyDir at /mnt/data, and one at /mnt/skills where the sidecar
+unpacks skill bundles and the sandbox may only read. Everything is hardened for PodSecurity
 `restricted`: non-root uid, no privilege escalation, no capabilities, RuntimeDefault seccomp,
 read-only root filesystems (writable /tmp emptyDirs instead), no service-account token.
 
@@ -27,6 +28,9 @@ SIDECAR_CONTAINER = "files"
 SIDECAR_PORT_NAME = "files"
 DATA_VOLUME = "data"
 DATA_PATH = "/mnt/data"
+SKILLS_VOLUME = "skills"
+SKILLS_PATH = "/mnt/skills"  # the sidecar's default skills root (SidecarSettings.skills_root)
+SKILLS_SIZE_LIMIT = "1Gi"  # room for several bundles of up to 250 MiB inflated each
 ANNOTATION_SPEC_HASH = f"{names.GROUP}/pod-spec-hash"
 
 
@@ -69,6 +73,7 @@ def _runtime_container(ref: ContainerRef, settings: OperatorSettings, extras: li
         "securityContext": _hardened(settings.sandbox_read_only_root),
         "volumeMounts": [
             {"name": DATA_VOLUME, "mountPath": DATA_PATH},
+            {"name": SKILLS_VOLUME, "mountPath": SKILLS_PATH, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
         ] + [m for x in extras for m in x.volume_mounts],
     }
@@ -98,6 +103,7 @@ def _sidecar_container(ref: ContainerRef, settings: OperatorSettings) -> dict[st
         "securityContext": _hardened(True),
         "volumeMounts": [
             {"name": DATA_VOLUME, "mountPath": DATA_PATH},
+            {"name": SKILLS_VOLUME, "mountPath": SKILLS_PATH},
             {"name": "files-tmp", "mountPath": "/tmp"},
         ],
     }
@@ -125,6 +131,7 @@ def build_pod(ref: ContainerRef, settings: OperatorSettings, extras: Iterable[Sa
         "containers": [_runtime_container(ref, settings, extras), _sidecar_container(ref, settings)],
         "volumes": [
             {"name": DATA_VOLUME, "emptyDir": {"sizeLimit": settings.data_size_limit}},
+            {"name": SKILLS_VOLUME, "emptyDir": {"sizeLimit": SKILLS_SIZE_LIMIT}},
             {"name": "tmp", "emptyDir": {"sizeLimit": settings.tmp_size_limit}},
             {"name": "files-tmp", "emptyDir": {"sizeLimit": "64Mi"}},
         ] + [v for x in extras for v in x.volumes],

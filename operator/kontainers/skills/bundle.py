@@ -80,14 +80,26 @@ def decode_inline(data: str, limits: Limits = DEFAULT_LIMITS) -> bytes:
         raise SkillBundleError("skill bundle data is not valid base64") from None
 
 
-def validate(data: bytes, limits: Limits = DEFAULT_LIMITS) -> SkillBundle:
+Source = bytes | Path  # the zip in memory, or a file holding it (the sidecar spools uploads to disk)
+
+
+def _size(source: Source) -> int:
+    return len(source) if isinstance(source, bytes) else source.stat().st_size
+
+
+def _open(source: Source) -> zipfile.ZipFile:
+    return zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
+
+
+def validate(data: Source, limits: Limits = DEFAULT_LIMITS) -> SkillBundle:
     """Check a bundle completely from its central directory; raise SkillBundleError when refused."""
-    if len(data) > limits.max_compressed_bytes:
+    size = _size(data)
+    if size > limits.max_compressed_bytes:
         raise SkillBundleError(
-            f"skill bundle is {len(data)} bytes; the limit is {limits.max_compressed_bytes} bytes compressed"
+            f"skill bundle is {size} bytes; the limit is {limits.max_compressed_bytes} bytes compressed"
         )
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        archive = _open(data)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError) as exc:
         raise SkillBundleError(f"skill bundle is not a valid zip archive ({exc})") from None
     with archive:
@@ -145,7 +157,7 @@ def validate(data: bytes, limits: Limits = DEFAULT_LIMITS) -> SkillBundle:
     return SkillBundle(folder=folder, files=tuple(files), total_bytes=total)
 
 
-def unpack(data: bytes, skills_dir: Path, limits: Limits = DEFAULT_LIMITS) -> Path:
+def unpack(data: Source, skills_dir: Path, limits: Limits = DEFAULT_LIMITS) -> Path:
     """Validate, then unpack into `skills_dir/<folder>` (replacing an older copy); return that path.
 
     Nothing is written when the bundle is refused.
@@ -155,7 +167,7 @@ def unpack(data: bytes, skills_dir: Path, limits: Limits = DEFAULT_LIMITS) -> Pa
     # Staged in the destination's filesystem, so the final rename is atomic.
     staging = Path(tempfile.mkdtemp(dir=skills_dir, prefix=".unpack-"))
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        with _open(data) as archive:
             for info in bundle.files:
                 _extract(archive, info, staging, limits)
         target = skills_dir / bundle.folder
