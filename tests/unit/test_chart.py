@@ -165,7 +165,7 @@ def test_crds_are_kept_on_uninstall_by_default_and_match_their_single_source():
 def test_the_chart_copy_of_the_crd_is_identical_to_crds_dir():
     source = REPO / "crds" / "containers.kontainers.dev.yaml"
     copy = CHART / "files" / "crds" / source.name
-    assert copy.read_bytes() == source.read_bytes(), f"run: cp {source.relative_to(REPO)} {copy.relative_to(REPO)}"
+    assert copy.read_bytes() == source.read_bytes(), "the chart's CRD copy is stale: run `python manifests/render.py`"
 
 
 def test_operator_env_carries_the_sandbox_configuration():

@@ -79,6 +79,11 @@ dict values as JSON. Kept next to each other so a settings rename is one place t
   value: {{ include "kontainers.watchNamespacesJson" . | quote }}
 - name: KONTAINERS_EGRESS_HOST
   value: 0.0.0.0
+- name: KONTAINERS_EGRESS_CA_SECRET
+  value: {{ include "kontainers.egressCaName" . }}
+# Published for the operator, which gives sandboxes the Service's address (no DNS needed).
+- name: KONTAINERS_EGRESS_ADVERTISE_URL
+  value: {{ printf "http://%s.%s.svc:%v" (include "kontainers.componentName" (dict "root" . "component" "egress")) .Release.Namespace .Values.egress.port | quote }}
 - name: KONTAINERS_EGRESS_PORT
   value: {{ .Values.egress.port | quote }}
 - name: KONTAINERS_EGRESS_OPS_PORT

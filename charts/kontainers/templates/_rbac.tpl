@@ -4,20 +4,26 @@ The RBAC rules of each component, by scope:
                                           (Roles there, or a ClusterRole when watching all)
   kontainers.rbac.<component>.cluster     cluster-scoped resources (always a ClusterRole)
   kontainers.rbac.<component>.own         the release namespace only (a Role)
-Each rule says why it is needed. No wildcards, no escalate/bind/impersonate, no nodes.
+Each rule says why it is needed. No wildcards; nothing on nodes, RBAC objects or impersonation;
+Secrets are never listable, except the API-keys Secret by name.
 */}}
 
+{{- define "kontainers.egressCaName" -}}
+kontainers-egress-ca
+{{- end }}
+
 {{- define "kontainers.rbac.operator.namespaced" }}
-# Reconcile Containers: kopf watches them, patches its progress annotations, the id label and
-# finalizer-free metadata; the retention timer deletes expired Containers.
+# Reconcile Containers: kopf lists and watches them, patches its progress annotations and the
+# kontainers.dev/id label; the retention timer deletes expired Containers.
 - apiGroups: [kontainers.dev]
   resources: [containers]
   verbs: [get, list, watch, patch, delete]
 # status (id, status, podIP, lastActiveAt, conditions) is a subresource.
 - apiGroups: [kontainers.dev]
   resources: [containers/status]
-  verbs: [get, patch]
-# The sandbox pod of each Container: created, watched to follow its phase and IP, deleted on expiry.
+  verbs: [patch]
+# The sandbox pod of each Container: created, watched (label-selected) to follow its phase and IP,
+# read back when adopting after a restart, deleted on expiry or when it must be replaced.
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch, create, delete]
@@ -26,34 +32,44 @@ Each rule says why it is needed. No wildcards, no escalate/bind/impersonate, no 
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create, delete]
-# The per-container NetworkPolicy: created, read back when adopting, deleted on expiry.
+# The per-container NetworkPolicy: created, read back and corrected when adopting, deleted on expiry.
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
-  verbs: [get, create, delete]
-# Events on Containers (created, ready, expired, failed), posted by kopf.
+  verbs: [get, create, patch, delete]
+# The per-container copy of the egress proxy's CA certificate (allowlist containers): a pod can
+# only mount ConfigMaps of its own namespace. Updated when the CA rotates; garbage-collected.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, create, patch]
+# Events on Containers (created, ready, expired, failed).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
 {{- if include "kontainers.namespaced" . }}
-# kopf peering of namespaced operators: one KopfPeering per watched namespace, keep-alives in
-# its status, watched to pause while another replica is active.
+# kopf peering of a namespaced operator: a KopfPeering in each watched namespace (created by the
+# operator at start), keep-alives in its status, watched to pause while another replica is active.
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch, create, patch]
 {{- end }}
 {{- end }}
 
 {{- define "kontainers.rbac.operator.cluster" }}
-# kopf discovers the Container resource and notices CRD changes at runtime (read-only).
+# kopf notices CRD changes at runtime (read-only).
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
-{{- if not (include "kontainers.namespaced" .) }}
-# kopf peering of a cluster-wide operator: keep-alives in this release's ClusterKopfPeering,
-# watched to pause while another replica is active.
+{{- if include "kontainers.namespaced" . }}
+# kopf resolves its watched namespaces (names only).
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- else }}
+# kopf peering of a cluster-wide operator: this release's ClusterKopfPeering (created by the
+# operator at start), keep-alives in its status, watched to pause while another replica is active.
 - apiGroups: [kopf.dev]
   resources: [clusterkopfpeerings]
-  verbs: [list, watch]
+  verbs: [list, watch, create]
 - apiGroups: [kopf.dev]
   resources: [clusterkopfpeerings]
   resourceNames: [{{ include "kontainers.peeringName" . }}]
@@ -62,27 +78,33 @@ Each rule says why it is needed. No wildcards, no escalate/bind/impersonate, no 
 {{- end }}
 
 {{- define "kontainers.rbac.operator.own" }}
+# What the egress proxy publishes (its CA certificate and address), copied next to each
+# allowlist sandbox; only that ConfigMap of the release namespace.
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [{{ include "kontainers.egressCaName" . }}]
+  verbs: [get]
 {{- end }}
 
 {{- define "kontainers.rbac.gateway.namespaced" }}
-# The API's containers: the watch cache (list, watch), create, delete, and the debounced
+# The API's containers: the watch cache (list, watch), create, retrieve, delete, and the debounced
 # last-active-at annotation (patch).
 - apiGroups: [kontainers.dev]
   resources: [containers]
   verbs: [get, list, watch, create, patch, delete]
 # The sidecar token of a container (get by name) and the domain-secrets Secret the gateway
-# writes before the Container and then hands to it (create, patch for the ownerReference).
-# No list/watch: the gateway never enumerates Secrets.
+# writes before the Container (create, update on a retried create, patch for the ownerReference,
+# delete when the create fails). No list/watch: the gateway never enumerates Secrets.
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, create, patch]
+  verbs: [get, create, update, patch, delete]
 {{- end }}
 
 {{- define "kontainers.rbac.gateway.cluster" }}
 {{- end }}
 
 {{- define "kontainers.rbac.gateway.own" }}
-# The hashed API keys, watched for changes; only this one Secret of the release namespace.
+# The hashed API keys, listed and watched by name; no other Secret of the release namespace.
 - apiGroups: [""]
   resources: [secrets]
   resourceNames: [{{ include "kontainers.apiKeysSecretName" . }}]
@@ -104,4 +126,21 @@ Each rule says why it is needed. No wildcards, no escalate/bind/impersonate, no 
 {{- end }}
 
 {{- define "kontainers.rbac.egress.own" }}
+# The per-install CA: the first replica creates the Secret (create cannot be limited to a name),
+# every replica reads it.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create]
+- apiGroups: [""]
+  resources: [secrets]
+  resourceNames: [{{ include "kontainers.egressCaName" . }}]
+  verbs: [get]
+# Its public certificate and the proxy's address, published for the operator.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create]
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [{{ include "kontainers.egressCaName" . }}]
+  verbs: [get, update]
 {{- end }}
