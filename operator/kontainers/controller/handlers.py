@@ -106,7 +106,9 @@ async def _reconcile(kube: Kube, settings: OperatorSettings, body: kopf.Body, pa
     pod = await kube.get("Pod", ref.namespace, ref.pod_name)
     was_running = body.status.get("status") == "running"
 
-    def identity_and_activity(current: Body) -> dict[str, Any]:
+    def identity_and_activity(current: Body) -> dict[str, Any] | None:
+        if _expired(current):
+            return None
         wanted: dict[str, Any] = {
             "id": ref.id, "podName": ref.pod_name, "observedGeneration": ref.generation,
             **st.activity_fields(current),
@@ -124,6 +126,9 @@ async def _reconcile(kube: Kube, settings: OperatorSettings, body: kopf.Body, pa
 
     current = await update_status(kube, ref.namespace, ref.name, ref.uid, identity_and_activity)
     if current is None:
+        return
+    if _expired(current):  # the expiry timer got there first
+        await delete_children(kube, ref)
         return
     if pod is None:
         await _forget_delivery(kube, ref, current)
@@ -154,10 +159,13 @@ async def _pod_changed(kube: Kube, settings: OperatorSettings, kind: str | None,
     namespace = pod["metadata"]["namespace"]
     container = await kube.get_container(namespace, owner["name"])
     if (container is None or container["metadata"]["uid"] != owner["uid"]
-            or container["metadata"].get("deletionTimestamp")
-            or (container.get("status") or {}).get("status") == "expired"):
-        return  # gone, going, expired (its pod was removed on purpose) or a stale namesake
+            or container["metadata"].get("deletionTimestamp")):
+        return  # gone, going (the garbage collector removes the pod) or a stale namesake
     ref = ContainerRef.from_body(container)
+    if _expired(container):
+        if kind != "DELETED":  # e.g. created by a reconcile that raced with the expiry
+            await kube.delete("Pod", ref.namespace, ref.pod_name, uid=pod["metadata"]["uid"])
+        return
     if kind == "DELETED":
         await _recreate_pod(kube, settings, ref, container)
     else:
@@ -170,10 +178,12 @@ async def _follow_pod(kube: Kube, ref: ContainerRef, pod: Body) -> None:
     state = observed
     before: dict[str, Any] = {}
 
-    def follow(current: Body) -> dict[str, Any]:
+    def follow(current: Body) -> dict[str, Any] | None:
         nonlocal state
         before.clear()
         before.update(current.get("status") or {})
+        if _expired(current):
+            return None
         state = observed
         if observed.ready and gate.awaiting_delivery(current, observed.pod_ip):
             # Up, but its file_ids/skills are not in yet: the gateway delivers to this podIP.
@@ -185,7 +195,7 @@ async def _follow_pod(kube: Kube, ref: ContainerRef, pod: Body) -> None:
         return {**st.pod_status_fields(state), "conditions": conditions}
 
     written = await update_status(kube, ref.namespace, ref.name, ref.uid, follow)
-    if written is None:
+    if written is None or _expired(written):
         return
     if state.status == "running" and before.get("status") != "running":
         _event(written, "Normal", reason="Ready", message=f"pod {ref.pod_name} is running at {state.pod_ip}")
@@ -200,6 +210,10 @@ async def _follow_pod(kube: Kube, ref: ContainerRef, pod: Body) -> None:
         await kube.delete("Pod", ref.namespace, ref.pod_name, uid=pod["metadata"]["uid"])
 
 
+def _expired(container: Mapping[str, Any]) -> bool:
+    return (container.get("status") or {}).get("status") == "expired"
+
+
 def _ever_recreated(status: Mapping[str, Any]) -> bool:
     return any(c.get("type") == st.POD_RECREATED for c in status.get("conditions") or [])
 
@@ -208,7 +222,9 @@ async def _recreate_pod(kube: Kube, settings: OperatorSettings, ref: ContainerRe
     if await kube.get("Pod", ref.namespace, ref.pod_name) is not None:
         return  # already replaced (e.g. by reconcile); its own events update the status
 
-    def recreating(current: Body) -> dict[str, Any]:
+    def recreating(current: Body) -> dict[str, Any] | None:
+        if _expired(current):
+            return None
         conditions = (current.get("status") or {}).get("conditions")
         moment = st.now()
         conditions = st.with_condition(conditions, st.READY, False, "PodDeleted",
@@ -218,7 +234,7 @@ async def _recreate_pod(kube: Kube, settings: OperatorSettings, ref: ContainerRe
         return {**st.pod_status_fields(st.observe_pod(None)), "conditions": conditions}
 
     written = await update_status(kube, ref.namespace, ref.name, ref.uid, recreating)
-    if written is None:
+    if written is None or _expired(written):
         return
     await _forget_delivery(kube, ref, written)
     pod, created = await ensure_pod(kube, ref, settings)
@@ -266,7 +282,7 @@ async def _check_expiry(kube: Kube, settings: OperatorSettings, body: kopf.Body)
             _event(body, "Normal", reason="Deleted", message="expired longer than the retention period; deleting")
             await kube.delete_container(ref.namespace, ref.name, ref.uid)
         return
-    if st.is_due(body, moment):
+    if body.status.get("status") and st.is_due(body, moment):  # (not before the first reconcile)
         await expire(kube, ref, moment)
 
 

@@ -117,11 +117,14 @@ def pod_status_fields(state: PodState) -> dict[str, Any]:
 
 
 def last_active_at(body: Mapping[str, Any]) -> datetime:
-    """The newer of the creation time and the gateway's activity annotation."""
+    """The recorded activity (the gateway's annotation), else the creation time.
+
+    The annotation wins even when older than the creation: a Container restored from a GitOps
+    repository or a backup keeps the activity it had, and expires when that says so.
+    """
     meta = body.get("metadata") or {}
-    created = parse_time(meta.get("creationTimestamp")) or now()
     annotated = parse_time((meta.get("annotations") or {}).get(names.ANNOTATION_LAST_ACTIVE))
-    return max(created, annotated) if annotated else created
+    return annotated or parse_time(meta.get("creationTimestamp")) or now()
 
 
 def expiry_minutes(body: Mapping[str, Any]) -> int:

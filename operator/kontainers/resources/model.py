@@ -131,7 +131,7 @@ class ExpiresAfter(_Model):
     """Idle expiry: the container expires `minutes` after its last activity."""
 
     anchor: Literal["last_active_at"] = "last_active_at"
-    """The reference time; only `last_active_at` (the newer of creation and last activity)."""
+    """The reference time; only `last_active_at` (the last recorded activity, else the creation)."""
     minutes: int = Field(default=DEFAULT_EXPIRY_MINUTES, ge=1, le=MAX_EXPIRY_MINUTES)
     """Minutes of inactivity after which the container expires (1–1440, default 20)."""
 
@@ -229,7 +229,7 @@ class ContainerStatus(_Model):
     pod_ip: str | None = Field(default=None, alias="podIP")
     """IP of the sandbox Pod, where the gateway reaches the files sidecar; cleared when not running."""
     last_active_at: datetime | None = None
-    """Last activity: the newer of creation and the gateway's `kontainers.dev/last-active-at`."""
+    """Last activity: the gateway's annotation `kontainers.dev/last-active-at`, else the creation time."""
     expires_at: datetime | None = None
     """`lastActiveAt` + `spec.expiresAfter.minutes`."""
     expired_at: datetime | None = None
