@@ -215,10 +215,15 @@ class FileStore:
             log.info("scanned the root", extra={"new_files": len(new), "removed_files": len(gone)})
 
     def _persist_changes(self, new: list[StoredFile], gone: list[StoredFile]) -> None:
+        # No fsync per discovered file: the sandbox may write thousands at once (a pip install),
+        # and a record lost to a machine crash only means a new id at the next scan. The page
+        # cache survives a sidecar restart, which is what an emptyDir outlives.
         for record in new:
-            self._write_record(record)
+            self._write_record(record, durable=False)
         for record in gone:
             self._unlink_quietly(record.id, self._records_fd)
+        if new or gone:
+            os.fsync(self._records_fd)
 
     def _walk(self) -> dict[str, int]:
         """path → size of every file under the root: regular files, and symlinks to regular files
@@ -380,16 +385,18 @@ class FileStore:
                 os.close(parent)
         self._unlink_quietly(record.id, self._records_fd)
 
-    def _write_record(self, record: StoredFile) -> None:
+    def _write_record(self, record: StoredFile, *, durable: bool = True) -> None:
         tmp = f"{record.id}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=self._records_fd)
         try:
             _write_all(fd, json.dumps(asdict(record)).encode())
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, record.id, src_dir_fd=self._records_fd, dst_dir_fd=self._records_fd)
-        os.fsync(self._records_fd)
+        if durable:
+            os.fsync(self._records_fd)
 
     @staticmethod
     def _unlink_quietly(name: str, dir_fd: int) -> None:
