@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,7 +22,7 @@ import pytest
 from kontainers.egress import placeholders
 from kontainers.egress.operator_hook import ca_configmap_name, egress_sandbox_hook
 from kontainers.egress.sandbox import CA_FILE, proxy_env
-from kontainers.egress.testing import ServerThread, TlsMaterial, free_port
+from kontainers.egress.testing import ClusterEgressProcess, ServerThread, TlsMaterial
 from kontainers.resources import names
 
 pytestmark = pytest.mark.cluster
@@ -32,53 +31,12 @@ CRD = Path(__file__).resolve().parents[2] / "crds" / "containers.kontainers.dev.
 POD_IP = "127.69.0.7"  # outside every pod CIDR the fixtures hand out, bindable on loopback
 
 
-class Proxy:
-    def __init__(self, tmp: Path, kubeconfig: str, namespace: str, host_map: dict, ports: list[int], upstream_ca: Path):
-        self.tmp, self.log_file = tmp, tmp / "egress.log"
-        self.args = [
-            sys.executable, "-m", "kontainers.cli", "egress", "--kubeconfig", kubeconfig,
-            "--namespace", namespace, "--confdir", str(tmp / "confdir"),
-            "--upstream-ca-file", str(upstream_ca), "--allow-loopback-upstream",
-        ]
-        self.env = {**os.environ, "KONTAINERS_EGRESS_HOST_MAP": json.dumps(host_map),
-                    "KONTAINERS_EGRESS_ALLOWED_PORTS": json.dumps(ports)}
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def ca_file(self) -> Path:
-        return self.tmp / "confdir" / "mitmproxy-ca-cert.pem"
-
-    def start(self) -> None:
-        self.port, self.ops_port = free_port(), free_port()
-        self.process = subprocess.Popen(
-            [*self.args, "--port", str(self.port), "--ops-port", str(self.ops_port)],
-            env=self.env, stdout=self.log_file.open("ab"), stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"egress proxy exited:\n{self.log_tail()}"
-            ready = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                                    f"http://127.0.0.1:{self.ops_port}/readyz"], capture_output=True, text=True)
-            if ready.stdout == "200":
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"egress proxy not ready:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(15)
-
-    def log_tail(self) -> str:
-        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-40:]) if self.log_file.exists() else ""
-
-
 def install_crd(cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
     cluster.kubectl("wait", "--for=condition=Established", f"crd/{names.CRD_NAME}", "--timeout=60s")
 
 
-def curl_from(address: str, proxy: Proxy, url: str, *args: str) -> subprocess.CompletedProcess:
+def curl_from(address: str, proxy: ClusterEgressProcess, url: str, *args: str) -> subprocess.CompletedProcess:
     env = {e["name"]: e["value"] for e in proxy_env(f"http://127.0.0.1:{proxy.port}", str(proxy.ca_file))}
     return subprocess.run(["curl", "-sS", "--max-time", "15", "--interface", address, *args, url],
                           env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True)
@@ -108,8 +66,12 @@ def test_proxy_follows_containers_and_reads_domain_secrets(cluster, make_namespa
     tls = TlsMaterial.create(tmp_path / "tls", ["api.allowed.test", "denied.test"])
     servers = ServerThread()
     server = servers.start(tls)
-    proxy = Proxy(tmp_path, cluster.kubeconfig, egress_ns,
-                  {"api.allowed.test": "127.0.0.1", "denied.test": "127.0.0.1"}, [443, server.port], tls.ca_file)
+    proxy = ClusterEgressProcess(
+        cluster.kubeconfig, egress_ns, tmp_path / "proxy",
+        extra_env={"KONTAINERS_EGRESS_HOST_MAP": json.dumps({"api.allowed.test": "127.0.0.1", "denied.test": "127.0.0.1"}),
+                   "KONTAINERS_EGRESS_ALLOWED_PORTS": json.dumps([443, server.port])},
+        extra_args=("--upstream-ca-file", str(tls.ca_file), "--allow-loopback-upstream"),
+    )
     try:
         proxy.start()
 

@@ -179,7 +179,7 @@ def load_policy_file(path: Path, registry: Registry) -> int:
             proxy_token=entry.get("proxyToken"),
         )
         registry.put(policy, ips=tuple(entry.get("clientIPs") or ()))
-        for secret, raw in zip(secrets, entry.get("domainSecrets") or []):
+        for secret, raw in zip(secrets, entry.get("domainSecrets") or [], strict=True):
             registry.set_value(policy.container_id, secret, str(raw["value"]))
         count += 1
     return count

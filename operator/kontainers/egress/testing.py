@@ -3,6 +3,8 @@
 - `TlsMaterial`: a throw-away CA and one server certificate for a set of test names.
 - `TestServer`: an HTTPS (or HTTP) server on loopback that records what it received.
 - `ProxyProcess`: `kontainers egress` as a subprocess with a static policy file and a host map.
+- `ClusterEgressProcess`: `kontainers egress` against a cluster (watch, CA Secret), as the
+  operator's fixtures need it: allowlist sandboxes wait for the CA the proxy publishes.
 """
 
 from __future__ import annotations
@@ -243,3 +245,63 @@ async def wait_port(port: int, timeout: float = 10.0) -> None:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.05)
+
+
+class ClusterEgressProcess:
+    """`kontainers egress` watching a cluster; its CA and address published in `namespace`."""
+
+    def __init__(self, kubeconfig: str, namespace: str, workdir: Path, extra_env: dict[str, str] | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
+        self.kubeconfig, self.namespace, self.workdir = kubeconfig, namespace, workdir
+        self.env = {**os.environ, **(extra_env or {})}
+        self.extra_args = extra_args
+        self.port = self.ops_port = 0
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "egress.log"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.workdir / "confdir" / "mitmproxy-ca-cert.pem"
+
+    def start(self, timeout: float = 60.0) -> "ClusterEgressProcess":
+        import urllib.request
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port, self.ops_port = free_port(), free_port()
+        args = [
+            sys.executable, "-m", "kontainers.cli", "egress", "--kubeconfig", self.kubeconfig,
+            "--namespace", self.namespace, "--confdir", str(self.workdir / "confdir"),
+            "--port", str(self.port), "--ops-port", str(self.ops_port), *self.extra_args,
+        ]
+        self.process = subprocess.Popen(args, env=self.env, stdout=self.log_file.open("ab"),
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"egress proxy exited early:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.ops_port}/readyz", timeout=1) as reply:
+                    if reply.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"egress proxy not ready:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_file.exists():
+            return ""
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
