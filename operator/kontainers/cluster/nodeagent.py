@@ -128,6 +128,7 @@ class DevNodeAgent:
         self._tasks: list[asyncio.Task[None]] = []
         self._synced = asyncio.Event()
         self._failures: dict[tuple[str, str], str] = {}
+        self._backoff: dict[tuple[str, str], tuple[int, float]] = {}  # crashes in a row, next start time
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -280,15 +281,21 @@ class DevNodeAgent:
                 await self._stop_sidecar(key, remove_data=gone)
                 running = None
             elif running.component.exit_code() is not None:
+                # Like a kubelet's CrashLoopBackOff: 1 s, 2 s, 4 s … 30 s between restarts.
+                crashes = self._backoff.get(key, (0, 0.0))[0] + (0 if running.ready.is_set() else 1)
+                delay = min(2.0 ** max(crashes - 1, 0), 30.0)
+                self._backoff[key] = (crashes, time.monotonic() + delay)
                 log.warning("dev node agent: sidecar exited; restarting",
                             extra={"pod": "/".join(key), "exit_code": running.component.exit_code(),
-                                   "log_tail": running.component.tail(5)})
+                                   "restart_in_seconds": delay, "log_tail": running.component.tail(5)})
                 await self._stop_sidecar(key, remove_data=False)
                 running = None
         if want is not None and running is None:
             await self._start_sidecar(key, want)
 
     async def _start_sidecar(self, key: tuple[str, str], want: PodSidecar) -> None:
+        if time.monotonic() < self._backoff.get(key, (0, 0.0))[1]:
+            return
         try:
             token = await self._token(want)
         except ApiException as exc:
@@ -321,6 +328,7 @@ class DevNodeAgent:
         while running.component.running() and time.monotonic() < deadline:
             if await asyncio.to_thread(_answers, f"{running.url}/healthz"):
                 running.ready.set()
+                self._backoff.pop((running.want.namespace, running.want.pod), None)
                 return
             await asyncio.sleep(0.05)
         self._failures[(running.want.namespace, running.want.pod)] = (
@@ -329,6 +337,8 @@ class DevNodeAgent:
 
     async def _stop_sidecar(self, key: tuple[str, str], *, remove_data: bool) -> None:
         running = self._running.pop(key, None)
+        if remove_data:
+            self._backoff.pop(key, None)
         if running is not None:
             await asyncio.to_thread(running.component.stop, 5.0)
             log.info("dev node agent: stopped a files sidecar", extra={"pod": "/".join(key)})
