@@ -88,6 +88,7 @@ class Response:
         self._body = body
         self._lines = list(lines or [])
         self.content = self
+        self.status = 200
 
     async def read(self) -> bytes:
         return self._body

@@ -32,8 +32,11 @@ async def list_watch(
     backoff = 0.5
     while True:
         try:
-            response = await list_call(_preload_content=False)
-            body = json.loads(await response.read())
+            response = await list_call(_preload_content=False)  # raw JSON: no model round trip
+            raw = await response.read()
+            if not 200 <= response.status <= 299:  # unchecked without preloading
+                raise ApiException(status=response.status, reason=raw.decode(errors="replace")[:200])
+            body = json.loads(raw)
             on_list(body.get("items") or [])
             version = body["metadata"]["resourceVersion"]
             log.debug("listed %s at resourceVersion %s", what, version)
