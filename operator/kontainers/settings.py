@@ -83,7 +83,7 @@ class GatewaySettings(BaseSettings):
     activity_debounce_seconds: float = 10.0  # at most one last-active-at PATCH per container per window
     retry_window_seconds: float = 300.0  # a retried create (no Idempotency-Key) matches containers this recent
     max_upload_bytes: int = 512 * 1024 * 1024  # per uploaded file, as OpenAI
-    max_json_bytes: int = 32 * 1024 * 1024  # JSON bodies (inline skills are base64 zips)
+    max_json_bytes: int = 72 * 1024 * 1024  # JSON bodies: inline skills are base64 zips of up to 50 MB
     max_domain_secret_bytes: int = 1_000_000  # all values of one container; they share one Secret (≤1 MiB)
     not_ready_retry_after: int = 2  # Retry-After (s) of the 503 while a container's pod is not ready
     log_level: str = "INFO"

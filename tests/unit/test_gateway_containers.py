@@ -316,3 +316,15 @@ async def test_openapi_health_and_readiness(cluster: FakeCluster) -> None:
         assert "kontainers_http_requests_total" in metrics
     finally:
         await client.close()
+
+
+async def test_domain_secret_values_over_the_secret_limit_are_400(cluster: FakeCluster) -> None:
+    client = await start_client(cluster, max_domain_secret_bytes=1000)
+    try:
+        policy = {"type": "allowlist", "allowed_domains": ["a.example.com"],
+                  "domain_secrets": [{"domain": "a.example.com", "name": "K", "value": "v" * 1001}]}
+        error = await error_of(await create(client, {"name": "x", "network_policy": policy}), 400)
+        assert error["param"] == "network_policy.domain_secrets" and "v" * 20 not in error["message"]
+        assert not cluster.objects and not cluster.secrets
+    finally:
+        await client.close()

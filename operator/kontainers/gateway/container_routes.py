@@ -14,9 +14,19 @@ from .auth import TENANT
 from .bodies import read_json_object, retry_count
 from .cache import sort_key
 from .errors import APIError, container_not_found
-from .state import ACTIVITY, CLUSTER, CREATOR, SIDECARS
+from .state import ACTIVITY, CLUSTER, CREATOR, SETTINGS, SIDECARS
 
 routes = web.RouteTableDef()
+
+
+def check_domain_secret_size(params: ContainerCreateParams, limit: int) -> None:
+    """All values of a container share one Secret, and a Secret holds at most 1 MiB."""
+    secrets = getattr(params.network_policy, "domain_secrets", None) or []
+    total = sum(len(secret.value.encode()) for secret in secrets)
+    if total > limit:
+        raise APIError(400, f"The domain_secrets values total {total} bytes; at most {limit} bytes are supported.",
+                       param="network_policy.domain_secrets", code="invalid_value")
+
 
 async def check_inputs(request: web.Request, params: ContainerCreateParams) -> None:
     """`file_ids` must name the caller's files and inline skills be valid bundles (kept for delivery)
@@ -50,6 +60,7 @@ def touch(request: web.Request, obj: dict) -> None:
 @routes.post("/v1/containers")
 async def create_container(request: web.Request) -> web.Response:
     params = ContainerCreateParams.model_validate(await read_json_object(request))
+    check_domain_secret_size(params, request.app[SETTINGS].max_domain_secret_bytes)
     await check_inputs(request, params)
     obj = await request.app[CREATOR].create(
         request[TENANT], params,
