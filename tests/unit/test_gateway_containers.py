@@ -266,6 +266,17 @@ async def test_concurrent_retry_waits_for_the_original(cluster: FakeCluster) -> 
         await client.close()
 
 
+async def test_retry_while_the_original_create_is_in_flight_waits_for_it(client, cluster: FakeCluster) -> None:
+    cluster.create_delay = 0.3  # the original is still being written when the retry arrives
+    original = asyncio.create_task(create(client, {"name": "in flight"}))
+    while cluster.create_calls == 0:
+        await asyncio.sleep(0.01)
+    retry = await create(client, {"name": "in flight"}, headers={"x-stainless-retry-count": "1"})
+    first = await (await original).json()
+    assert retry.status == 200 and (await retry.json())["id"] == first["id"]
+    assert cluster.create_calls == 1 and len(cluster.objects) == 1
+
+
 async def test_retrieve_records_debounced_activity(client, cluster: FakeCluster) -> None:
     body = await (await create(client)).json()
     for _ in range(5):
