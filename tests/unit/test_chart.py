@@ -155,6 +155,7 @@ def test_crds_are_kept_on_uninstall_by_default_and_match_their_single_source():
     docs = template()
     for crd in by_kind(docs, "CustomResourceDefinition"):
         assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert crd["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Delete=false"
     source = yaml.safe_load((REPO / "crds" / "containers.kontainers.dev.yaml").read_text())
     rendered = next(c for c in by_kind(docs, "CustomResourceDefinition") if c["metadata"]["name"] == source["metadata"]["name"])
     assert rendered["spec"] == source["spec"]
@@ -413,6 +414,24 @@ def test_every_value_is_documented_with_an_example():
         assert comment, f"{'.'.join(path)} has no comment"
         if path in leaves:
             assert "Example:" in comment, f"{'.'.join(path)} has no example"
+
+
+POD_KNOBS = {"extraEnv", "resources", "podSecurityContext", "securityContext", "livenessProbe", "readinessProbe",
+             "nodeSelector", "tolerations", "affinity", "topologySpreadConstraints", "priorityClassName",
+             "podAnnotations", "podLabels"}
+
+
+def test_the_readme_configuration_reference_names_every_value():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    closed = _schema_paths(schema, schema)
+    leaves = {p for p in closed if not any(q[: len(p)] == p and len(q) > len(p) for q in closed)}
+    readme = (REPO / "README.md").read_text()
+    reference = readme[readme.index("## Configuration reference"):]
+    for path in sorted(leaves):
+        if path[0] in {"operator", "gateway", "egress"} and path[-1] in POD_KNOBS and len(path) == 2:
+            assert f"`{path[-1]}`" in reference, f"README: the pod setting {path[-1]} is not listed"
+        elif path[:2] != ("sandbox", "sizes"):
+            assert f"`{'.'.join(path)}`" in reference, f"README: `{'.'.join(path)}` is not in the reference"
 
 
 def test_values_yaml_itself_passes_the_schema_with_every_example_value(tmp_path):
