@@ -123,6 +123,24 @@ def test_helm_install_creates_the_release(cluster, release, namespaces):
     assert f"clusterrole.rbac.authorization.k8s.io/{names['egress']}" not in cluster_roles
 
 
+def test_the_plain_manifests_are_accepted_by_the_api_server(cluster, container_crd):
+    # Server-side dry run of every object of manifests/ (schemas, RBAC, admission incl. Pod
+    # Security of the namespace's `restricted` label). Namespaced objects need their namespace to
+    # exist for real; it is made for the check when the cluster has none.
+    manifests = Path(__file__).resolve().parents[2] / "manifests"
+    created = cluster.kubectl("create", "namespace", "kontainers", check=False).returncode == 0
+    try:
+        applied = cluster.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server",
+                                  "-f", str(manifests))
+        lines = applied.stdout.splitlines()
+        assert any("deployment.apps/kontainers-operator serverside-applied" in line for line in lines), applied.stdout
+        assert any("customresourcedefinition.apiextensions.k8s.io/containers.kontainers.dev" in line
+                   for line in lines), applied.stdout
+    finally:
+        if created:
+            cluster.kubectl("delete", "namespace", "kontainers", "--wait=false", check=False)
+
+
 # --- the RBAC is sufficient -----------------------------------------------------------------
 
 
