@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from ..egress.operator_hook import egress_sandbox_hook
 from ..resources.owner import ContainerRef
 from ..resources.pod import SandboxExtras
 from ..settings import OperatorSettings
@@ -18,7 +19,9 @@ from .kube import Kube
 
 SandboxHook = Callable[[Kube, ContainerRef, OperatorSettings], Awaitable[SandboxExtras | None]]
 
-SANDBOX_HOOKS: list[SandboxHook] = []
+SANDBOX_HOOKS: list[SandboxHook] = [
+    egress_sandbox_hook,  # allowlist sandboxes: proxy env, the proxy's CA, domain-secret placeholders
+]
 
 
 async def sandbox_extras(kube: Kube, ref: ContainerRef, settings: OperatorSettings) -> list[SandboxExtras]:
