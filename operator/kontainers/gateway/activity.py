@@ -86,6 +86,9 @@ class ActivityRecorder:
         try:
             await self._write(namespace, name, moment)
         except Exception as exc:  # activity is best effort: a lost write only shortens idle time
+            if getattr(exc, "status", None) == 404:  # deleted meanwhile: nothing left to keep alive
+                self.forget(namespace, name)
+                return
             log.warning("recording activity of %s/%s failed: %s", namespace, name, exc)
 
     def _spawn(self, coro) -> asyncio.Task:
