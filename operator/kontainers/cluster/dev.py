@@ -81,9 +81,20 @@ class DevStack:
             await self._namespace(api, SYSTEM_NAMESPACE, {})
             await self._namespace(api, self.args.tenant, RESTRICTED)
             api_key = await self._api_key(api)
+        # The egress proxy publishes its CA in SYSTEM_NAMESPACE; allowlist sandboxes wait for it.
+        egress_ops_port = free_port()
+        self._start_component("egress", {
+            "KONTAINERS_EGRESS_KUBECONFIG": self.kubeconfig,
+            "KONTAINERS_EGRESS_NAMESPACE": SYSTEM_NAMESPACE,
+            "KONTAINERS_EGRESS_PORT": str(free_port()),
+            "KONTAINERS_EGRESS_OPS_PORT": str(egress_ops_port),
+            "KONTAINERS_EGRESS_CONFDIR": str(self.state_dir / "egress"),
+        })
+        await self._wait_ready(f"http://127.0.0.1:{egress_ops_port}/readyz", "egress proxy")
         operator_ops_port = free_port()
         self._start_component("operator", {
             "KONTAINERS_OPERATOR_KUBECONFIG": self.kubeconfig,
+            "KONTAINERS_OPERATOR_EGRESS_NAMESPACE": SYSTEM_NAMESPACE,
             "KONTAINERS_OPERATOR_SIDECAR_PORT": str(self.args.sidecar_port),
             "KONTAINERS_OPERATOR_OPS_HOST": "127.0.0.1",
             "KONTAINERS_OPERATOR_OPS_PORT": str(operator_ops_port),
