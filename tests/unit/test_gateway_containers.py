@@ -339,3 +339,16 @@ async def test_domain_secret_values_over_the_secret_limit_are_400(cluster: FakeC
         assert not cluster.objects and not cluster.secrets
     finally:
         await client.close()
+
+
+async def test_a_container_the_api_server_refuses_is_400_with_its_reason(client, cluster: FakeCluster) -> None:
+    from kontainers.gateway.cluster import ClusterError
+
+    cluster.reject_create = ClusterError(422, "Container.kontainers.dev \"x\" is invalid: spec.name: Too long")
+    policy = {"type": "allowlist", "allowed_domains": ["a.example.com"],
+              "domain_secrets": [{"domain": "a.example.com", "name": "K", "value": "v"}]}
+    error = await error_of(await create(client, {"name": "x", "network_policy": policy}), 400)
+    assert "spec.name: Too long" in error["message"]
+    assert not cluster.secrets, "the Secret written before the refused Container is removed"
+    cluster.reject_create = ClusterError(500, "etcd timeout")
+    await error_of(await create(client), 500)

@@ -24,6 +24,7 @@ class ClusterError(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(f"{status} {reason}")
         self.status = status
+        self.reason = reason
 
 
 class Cluster(Protocol):

@@ -26,7 +26,7 @@ from ..observability import CREATE_SECONDS
 from ..resources import names
 from . import resource
 from .auth import Tenant
-from .cluster import AlreadyExists, Cluster
+from .cluster import AlreadyExists, Cluster, ClusterError
 from .errors import APIError
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,17 @@ def request_hash(tenant: Tenant, params: ContainerCreateParams) -> str:
     """Hash of the key and the canonical body; keyed, so it reveals nothing about secret values."""
     canonical = json.dumps(params.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(f"{tenant.key_hash}\n{canonical}".encode()).hexdigest()
+
+
+def _refusal(exc: Exception) -> APIError | None:
+    """The API server refusing the resource (schema/CEL validation, admission, quota) is the
+    caller's problem, not a server error: say why, and do not invite the SDK to retry."""
+    if isinstance(exc, ClusterError) and exc.status in (400, 422):
+        return APIError(400, f"The container was rejected: {exc.reason}", code="invalid_value")
+    if isinstance(exc, ClusterError) and exc.status == 403:
+        return APIError(403, f"The container was refused: {exc.reason}", type="permission_denied",
+                        code="forbidden")
+    return None
 
 
 class ContainerCreator:
@@ -121,12 +132,15 @@ class ContainerCreator:
             created = await self.cluster.get_container(namespace, name)
             if created is None or (idem and resource.annotations(created).get(names.ANNOTATION_IDEMPOTENCY) != idem):
                 raise APIError(409, f"A container resource named {name!r} already exists.", code="conflict") from None
-        except Exception:
+        except Exception as exc:
             # The reply may have been lost after the API server stored it: look before failing.
             created = await self._recover(namespace, name, body_hash)
             if created is None:
                 if secret_data:
                     await self._delete_secret_quietly(namespace, secret_name)
+                refusal = _refusal(exc)
+                if refusal is not None:
+                    raise refusal from None
                 raise
         self.cluster.containers.add_if_absent(created)
         if secret_data:

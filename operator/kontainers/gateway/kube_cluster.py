@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 from collections.abc import Mapping
 from functools import partial
@@ -36,7 +37,12 @@ def keys_namespace(settings: GatewaySettings) -> str:
 
 
 def _error(exc: ApiException) -> ClusterError:
-    return ClusterError(exc.status or 0, str(exc.reason))
+    """The API server's own message (e.g. which validation rule failed), else its reason phrase."""
+    try:
+        message = json.loads(exc.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        message = str(exc.reason)
+    return ClusterError(exc.status or 0, message)
 
 
 class KubeCluster:
