@@ -111,6 +111,7 @@ class InlineSkill(BaseModel):
 
 
 Skill = Annotated[SkillReference | InlineSkill, Field(discriminator="type")]
+FileId = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class ContainerCreateParams(BaseModel):
@@ -120,7 +121,7 @@ class ContainerCreateParams(BaseModel):
 
     name: str = Field(min_length=1, max_length=256, description="Display name of the container.")
     expires_after: ExpiresAfter | None = Field(default=None, description="Idle expiry (default 20 minutes).")
-    file_ids: list[str] | None = Field(default=None, description="Files API ids to copy in.")
+    file_ids: list[FileId] | None = Field(default=None, max_length=100, description="Files API ids to copy in.")
     memory_limit: MemoryLimit | None = Field(default=None, description="`1g` (default), `4g`, `16g` or `64g`.")
     network_policy: NetworkPolicyParam | None = Field(default=None, description="Default `disabled`.")
-    skills: list[Skill] | None = Field(default=None, description="Skills to install in the container.")
+    skills: list[Skill] | None = Field(default=None, max_length=64, description="Skills to install in the container.")
