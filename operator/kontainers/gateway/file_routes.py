@@ -6,6 +6,7 @@ backpressure), downloads sidecar → client the same way: memory stays flat what
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -85,11 +86,19 @@ async def _upload(request: web.Request, obj: dict) -> web.Response:
     filename = part.filename or "upload"
 
     sent = 0
-    too_large = False
+    too_large = interrupted = False
+
+    async def read_chunk() -> bytes:
+        nonlocal interrupted
+        try:
+            return await part.read_chunk(CHUNK)
+        except (ConnectionError, aiohttp.ClientPayloadError, asyncio.IncompleteReadError, ValueError):
+            interrupted = True
+            raise
 
     async def chunks() -> AsyncIterator[bytes]:
         nonlocal sent, too_large
-        while chunk := await part.read_chunk(CHUNK):
+        while chunk := await read_chunk():
             sent += len(chunk)
             if sent > limit:
                 too_large = True
@@ -104,6 +113,11 @@ async def _upload(request: web.Request, obj: dict) -> web.Response:
     except Exception:
         if too_large:
             raise _too_large(limit) from None
+        if interrupted or request.transport is None or request.transport.is_closing():
+            # The client went away mid-upload; the sidecar discards the partial file.
+            log.info("upload to %s interrupted by the client after %d bytes", resource.container_id(obj), sent)
+            raise APIError(400, "The upload was interrupted before the file was complete.", param="file",
+                           code="upload_interrupted") from None
         raise
     log.info("uploaded %s (%d bytes) to %s", record.id, record.bytes, resource.container_id(obj))
     return web.json_response(wire_file(obj, record))
