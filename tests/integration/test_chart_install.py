@@ -165,6 +165,16 @@ def test_the_chart_service_accounts_are_enough_to_serve_containers(cluster, rele
     assert client.containers.files.content.retrieve(uploaded.id, container_id=container.id).read() == payload
     assert [f.path for f in client.containers.files.list(container.id)] == ["/mnt/data/proof.txt"]
 
+    # An allowlist container with a domain secret: the gateway writes the secret's Secret, the
+    # operator copies the egress proxy's published CA next to the pod, the proxy watches it.
+    allowlisted = client.containers.create(name="chart-allowlist", network_policy={
+        "type": "allowlist", "allowed_domains": ["pypi.org"],
+        "domain_secrets": [{"domain": "pypi.org", "name": "PYPI_TOKEN", "value": "not-a-real-token"}]})
+    wait_until(lambda: client.containers.retrieve(allowlisted.id).status == "running", 60,
+               "the allowlist container to run", stack["tails"])
+    configmaps = cluster.kubectl("-n", tenant, "get", "configmaps", "-o", "name").stdout
+    assert "egress-ca" in configmaps, configmaps
+
     # GitOps: a Container written with kubectl is reconciled and served too.
     cluster.kubectl("apply", "-f", "-", input=json.dumps({
         "apiVersion": "kontainers.dev/v1alpha1", "kind": "Container",
@@ -177,7 +187,7 @@ def test_the_chart_service_accounts_are_enough_to_serve_containers(cluster, rele
     assert gitops_id in ids and ids[gitops_id].memory_limit == "4g"
     pods = cluster.kubectl("-n", tenant, "get", "pods", "-l", "app.kubernetes.io/managed-by=kontainers",
                            "-o", "name").stdout.split()
-    assert len(pods) == 2
+    assert len(pods) == 3
 
     client.containers.delete(container.id)
     wait_until(lambda: container.id not in {c.id for c in client.containers.list()}, 30, "the delete", stack["tails"])
