@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -184,6 +185,38 @@ def test_operator_env_carries_the_sandbox_configuration():
     assert json.loads(env["KONTAINERS_OPERATOR_EGRESS_POD_LABELS"]).items() <= egress_pod_labels.items()
     assert env["KONTAINERS_OPERATOR_EGRESS_PORT"] == "3128"
     assert env["KONTAINERS_OPERATOR_OPS_HOST"] == "0.0.0.0"
+
+
+def _settings_classes():
+    from kontainers import settings
+
+    return {"KONTAINERS_OPERATOR_": settings.OperatorSettings, "KONTAINERS_GATEWAY_": settings.GatewaySettings,
+            "KONTAINERS_FILES_": settings.FilesSettings, "KONTAINERS_EGRESS_": settings.EgressSettings}
+
+
+@pytest.mark.parametrize("sets", [(), ("watchNamespaces={team-a}", "sandbox.runtimeClassName=gvisor",
+                                       "files.backend=s3", "files.s3.existingSecret=s3-keys")])
+def test_every_variable_the_chart_sets_is_a_setting_and_parses(sets, monkeypatch):
+    """The chart's env names the real settings fields (a rename fails here, not in a cluster) and
+    every value parses into its field's type."""
+    classes = _settings_classes()
+    for deployment in by_kind(template(*sets), "Deployment"):
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        used = set()
+        for item in container["env"]:
+            name = item["name"]
+            prefix = next((p for p in classes if name.startswith(p)), None)
+            if prefix is None:
+                assert name == "POD_ID", f"{deployment['metadata']['name']}: unexpected variable {name}"
+                continue
+            field = name[len(prefix):].lower()
+            assert field in classes[prefix].model_fields, f"{name} is not a field of {classes[prefix].__name__}"
+            used.add(prefix)
+            monkeypatch.setenv(name, item.get("value", "from-the-cluster"))
+        for prefix in used:
+            classes[prefix]()  # parses, or raises naming the bad variable
+        for name in [n for n in os.environ if n.startswith("KONTAINERS_")]:
+            monkeypatch.delenv(name)
 
 
 # --- render: non-default values ------------------------------------------------------------
