@@ -116,6 +116,12 @@ def test_helm_install_creates_the_release(cluster, release, namespaces):
     cluster.kubectl("-n", ns, "get", "service", names["gateway"], names["egress"])
     for crd in ("containers.kontainers.dev", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"):
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=30s")
+    # NOTES.txt: how to reach this gateway, mint a key into this Secret, create a first container.
+    notes = cluster.helm("get", "notes", release.name, "-n", ns).stdout
+    assert f"port-forward service/{names['gateway']} 8080:80" in notes, notes
+    assert f"kontainers apikey create --namespace team-a --secret-namespace {ns}" in notes, notes
+    assert "containers.create(" in notes and "kind: Container" in notes, notes
+    assert f"serves Containers in: {tenant}" in notes, notes
     # Namespaced mode: the gateway and egress proxy get no ClusterRole at all.
     cluster_roles = cluster.kubectl("get", "clusterroles", "-o", "name").stdout.split()
     assert f"clusterrole.rbac.authorization.k8s.io/{names['operator']}" in cluster_roles
