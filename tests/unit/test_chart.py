@@ -184,6 +184,7 @@ def test_operator_env_carries_the_sandbox_configuration():
     assert json.loads(env["KONTAINERS_OPERATOR_GATEWAY_POD_LABELS"]).items() <= gateway_pod_labels.items()
     assert json.loads(env["KONTAINERS_OPERATOR_EGRESS_POD_LABELS"]).items() <= egress_pod_labels.items()
     assert env["KONTAINERS_OPERATOR_EGRESS_PORT"] == "3128"
+    assert "KONTAINERS_OPERATOR_PEERING_MANDATORY" not in env, "one replica may run without peering"
     assert env["KONTAINERS_OPERATOR_OPS_HOST"] == "0.0.0.0"
 
 
@@ -248,6 +249,7 @@ def test_non_default_values_reach_the_objects(tmp_path):
     assert operator["spec"]["template"]["metadata"]["annotations"] == {"prometheus.io/scrape": "true"}
     env = env_of(operator)
     assert env["KONTAINERS_OPERATOR_RUNTIME_CLASS_NAME"] == "gvisor"
+    assert env["KONTAINERS_OPERATOR_PEERING_MANDATORY"] == "true", "two replicas must never run unpeered"
     assert env["KONTAINERS_OPERATOR_SANDBOX_IMAGE"] == "python:3.13-slim"
     assert env["KONTAINERS_OPERATOR_SIDECAR_IMAGE"] == gateway["spec"]["template"]["spec"]["containers"][0]["image"]
     assert env["KONTAINERS_OPERATOR_EXPIRY_CHECK_INTERVAL"] == "60"

@@ -62,6 +62,11 @@ dict values as JSON. Kept next to each other so a settings rename is one place t
   value: {{ .Values.expiry.retentionSeconds | quote }}
 - name: KONTAINERS_OPERATOR_PEERING_NAME
   value: {{ include "kontainers.peeringName" . }}
+{{- if gt (int .Values.operator.replicas) 1 }}
+# Several replicas must see each other: refuse to start without the peering CRDs.
+- name: KONTAINERS_OPERATOR_PEERING_MANDATORY
+  value: "true"
+{{- end }}
 - name: KONTAINERS_OPERATOR_OPS_HOST
   value: 0.0.0.0
 - name: KONTAINERS_OPERATOR_OPS_PORT
