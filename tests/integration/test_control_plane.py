@@ -212,6 +212,7 @@ def test_sigterm_stops_every_process_and_releases_the_ports(tmp_path):
                 launcher.wait()
     output = launcher.stdout.read()
     assert "stopping the control plane" in output
+    assert not (state_dir / "kubeconfig").exists(), "a stopped control plane withdraws its kubeconfig"
 
     for name, pid in pids.items():
         assert not Path(f"/proc/{pid}").exists(), f"{name} (pid {pid}) still runs"

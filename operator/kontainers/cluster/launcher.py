@@ -65,8 +65,9 @@ class ControlPlane:
     """A control plane whose files (PKI, etcd data, logs, kubeconfig) live in `state_dir`.
 
     `start()` writes `kubeconfig` last, once the API server is ready, the controllers and
-    the scheduler are healthy and every node is Ready. `stop()` is idempotent and also runs at
-    interpreter exit. A state dir can be reused: certificates and etcd data are kept.
+    the scheduler are healthy and every node is Ready; `stop()` removes it first. `stop()` is
+    idempotent and also runs at interpreter exit. A state dir can be reused: certificates and
+    etcd data are kept.
     """
 
     def __init__(
@@ -124,6 +125,8 @@ class ControlPlane:
     def stop(self) -> None:
         """Stop every component (clients first, etcd last); no process is left behind."""
         atexit.unregister(self.stop)
+        if self.components:  # the kubeconfig means "ready": withdraw it before anything stops
+            self.kubeconfig.unlink(missing_ok=True)
         by_stage = [
             [c for c in self.components if c.name in {"kwok", "kube-scheduler", "kube-controller-manager"}],
             [c for c in self.components if c.name == "kube-apiserver"],
