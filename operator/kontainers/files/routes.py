@@ -7,6 +7,8 @@ Uploads stream from the multipart body into the store chunk by chunk; downloads 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -63,9 +65,20 @@ def setup(app: web.Application, settings: FilesSettings | None = None, store: Fi
 
 
 async def _store_lifecycle(app: web.Application) -> AsyncIterator[None]:
-    await app[FILE_STORE].start()
+    """Open the store, and deliver file_ids/skills into pods while the gateway runs."""
+    from kontainers.files.delivery import Delivery
+    from kontainers.gateway.state import CLUSTER, SIDECARS
+
+    store = app[FILE_STORE]
+    await store.start()
+    cluster = app[CLUSTER]
+    delivery = Delivery(cluster.containers, store, app[SIDECARS], cluster.annotate_container)
+    task = asyncio.create_task(delivery.run(), name="file delivery")
     yield
-    await app[FILE_STORE].close()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await store.close()
 
 
 def file_not_found(file_id: str, param: str | None = "file_id") -> APIError:

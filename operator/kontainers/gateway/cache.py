@@ -44,6 +44,10 @@ class ContainerCache:
     def in_namespace(self, namespace: str) -> list[dict]:
         return list(self._by_namespace.get(namespace, {}).values())
 
+    def all(self) -> list[dict]:
+        """Every cached Container (for background work such as file delivery, not for requests)."""
+        return list(self._by_id.values())
+
     def gone_key(self, container_id: str) -> SortKey | None:
         """The sort key a since-deleted container had (for `after` cursors that name it)."""
         return self._gone_keys.get(container_id)

@@ -68,6 +68,12 @@ class SidecarClient:
         async with self._call(obj, "DELETE", f"/files/{file_id}"):
             pass
 
+    async def put_skill(self, obj: Mapping, chunks: AsyncIterator[bytes]) -> dict:
+        """`PUT /skills`: a skill bundle zip, unpacked by the sidecar into /mnt/skills."""
+        async with self._call(obj, "PUT", "/skills", data=chunks,
+                              headers={"Content-Type": "application/zip"}) as response:
+            return await response.json(content_type=None)
+
     def content(self, obj: Mapping, file_id: str) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
         """The raw response of `GET /files/{id}/content`, to be streamed by the caller."""
         return self._call(obj, "GET", f"/files/{file_id}/content")
