@@ -108,3 +108,38 @@ def test_the_proxy_address_is_resolved_for_the_sandbox() -> None:
     assert pinned_url("http://localhost:3128") in {"http://127.0.0.1:3128", "http://[::1]:3128"}
     assert pinned_url("http://10.0.0.1:3128") == "http://10.0.0.1:3128"
     assert pinned_url("http://does-not-resolve.invalid:3128") == "http://does-not-resolve.invalid:3128"
+
+
+class FakeCustom:
+    def __init__(self) -> None:
+        self.objects: dict[str, dict] = {}
+        self.patches: list = []
+
+    async def create_namespaced_custom_object(self, group, version, namespace, plural, body):
+        assert (group, version, plural) == ("cilium.io", "v2", "ciliumnetworkpolicies")
+        if body["metadata"]["name"] in self.objects:
+            raise ApiException(status=409)
+        self.objects[body["metadata"]["name"]] = body
+
+    async def patch_namespaced_custom_object(self, group, version, namespace, plural, name, body, **_):
+        self.patches.append(body)
+        self.objects[name]["spec"] = body["spec"]
+
+
+async def test_cilium_mode_makes_a_fqdn_policy_and_no_proxy_wiring() -> None:
+    kube = FakeKube(None)
+    kube.custom = FakeCustom()
+    settings = SETTINGS.model_copy()
+    object.__setattr__(settings, "egress_mode", "cilium")
+    network = {"type": "allowlist", "allowedDomains": ["api.example.com", "*.example.org"]}
+    assert await egress_sandbox_hook(kube, ref(network), settings) is None
+    (policy,) = kube.custom.objects.values()
+    assert policy["kind"] == "CiliumNetworkPolicy" and policy["metadata"]["namespace"] == "tenant"
+    assert policy["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert policy["spec"]["endpointSelector"]["matchLabels"] == {"kontainers.dev/id": ref(network).id}
+    assert policy["spec"]["egress"][1]["toFQDNs"] == [{"matchName": "api.example.com"},
+                                                      {"matchPattern": "**.example.org"}]
+    await egress_sandbox_hook(kube, ref(network), settings)  # idempotent: patched in place
+    assert len(kube.custom.patches) == 1
+    with pytest.raises(kopf.PermanentError):  # no proxy, so no domain secrets
+        await egress_sandbox_hook(kube, ref(ALLOWLIST), settings)

@@ -23,6 +23,7 @@ from kontainers.egress import domains
 
 API_VERSION = "cilium.io/v2"
 KIND = "CiliumNetworkPolicy"
+PLURAL = "ciliumnetworkpolicies"
 
 
 def fqdn_selector(pattern: str) -> dict[str, str]:

@@ -9,6 +9,9 @@ For a Container with `networkPolicy.type: allowlist` it
 Until the proxy has published its CA the hook raises kopf.TemporaryError: an allowlist sandbox
 without the proxy's CA could not use its allowlist, and its NetworkPolicy blocks everything else.
 
+In Cilium mode (`egress_mode: cilium`) it instead creates the Container's CiliumNetworkPolicy
+(kontainers.egress.cilium) and adds nothing to the pod; domain secrets are refused there.
+
 The proxy's host name is resolved here, by the operator, unless the operator's setting
 `allowlist_dns` is on: the sandbox then needs no DNS at all (its NetworkPolicy allows none), which
 also closes DNS as a way out.
@@ -25,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kontainers.egress import sandbox
+from kontainers.egress import cilium, sandbox
 from kontainers.egress.ca import CA_CERT_KEY, PROXY_URL_KEY, PUBLISHED_NAME
 from kontainers.resources import names
 
@@ -83,6 +86,30 @@ async def _ensure_ca_copy(core, ref, desired: dict[str, Any]) -> None:
         await core.patch_namespaced_config_map(name, namespace, {"data": desired["data"]})
 
 
+def egress_mode(settings: Any) -> str:
+    """`proxy` (default) or `cilium` (OperatorSettings.egress_mode, chart value)."""
+    return getattr(settings, "egress_mode", "proxy") or "proxy"
+
+
+async def _ensure_cilium_policy(kube, ref) -> None:
+    """Cilium mode: the Container's CiliumNetworkPolicy (toFQDNs), owned by it, kept in line."""
+    desired = cilium.cilium_network_policy(
+        names.child_name(ref.name, ref.uid, "fqdn"), ref.namespace,
+        {names.LABEL_CONTAINER_ID: ref.id}, list(ref.spec.network_policy.allowed_domains or []),
+    )
+    desired["metadata"] = ref.metadata(desired["metadata"]["name"], component="egress")
+    group, version = cilium.API_VERSION.split("/")
+    try:
+        await kube.custom.create_namespaced_custom_object(group, version, ref.namespace, cilium.PLURAL, desired)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+        await kube.custom.patch_namespaced_custom_object(
+            group, version, ref.namespace, cilium.PLURAL, desired["metadata"]["name"], {"spec": desired["spec"]},
+            _content_type="application/merge-patch+json",
+        )
+
+
 async def egress_sandbox_hook(kube, ref, settings):
     """`SandboxHook` of kontainers.controller.hooks: egress wiring of allowlist sandboxes."""
     from kontainers.resources.pod import SandboxExtras
@@ -90,6 +117,11 @@ async def egress_sandbox_hook(kube, ref, settings):
     policy = ref.spec.network_policy
     if policy.type != "allowlist":
         return None
+    if egress_mode(settings) == "cilium":
+        if policy.domain_secrets:
+            raise kopf.PermanentError("domain_secrets need the egress proxy; this installation uses Cilium mode")
+        await _ensure_cilium_policy(kube, ref)
+        return None  # no proxy, no CA: the CNI enforces the allowlist
     namespace = egress_namespace(settings)
     try:
         published = await kube.core.read_namespaced_config_map(PUBLISHED_NAME, namespace)
