@@ -18,8 +18,9 @@ overwrites `running` with a stale `pending`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -32,7 +33,7 @@ from ..resources.owner import ContainerRef
 from ..settings import OperatorSettings
 from . import status as st
 from .children import delete_children, ensure_network_policy, ensure_pod, ensure_secret
-from .kube import Body, Kube
+from .kube import Body, Kube, is_namespace_terminating
 from .writer import metric_key, update_status
 
 logger = logging.getLogger(__name__)
@@ -63,13 +64,20 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     @kopf.on.create(*CONTAINERS_RESOURCE, id="reconcile", registry=registry, backoff=1)
     @kopf.on.update(*CONTAINERS_RESOURCE, id="reconcile", field="spec", registry=registry, backoff=1)
     async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-        with timed(RECONCILE_SECONDS.labels("reconcile")):
+        with timed(RECONCILE_SECONDS.labels("reconcile")), _unless_namespace_terminating():
             await _reconcile(memo.kube, settings, body, patch)
 
+    # The latest copy of every Container, by (namespace, name): the pod watcher starts from it
+    # instead of reading the Container for each pod event (a stale copy only costs a 409).
+    @kopf.index(*CONTAINERS_RESOURCE, id="containers", registry=registry)
+    def containers(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], Body]:
+        return {(namespace, name): _snapshot(body)}
+
     @kopf.on.event("", "v1", "pods", id="pod", labels=POD_LABELS, registry=registry)
-    async def pod_changed(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        with timed(RECONCILE_SECONDS.labels("pod")):
-            await _pod_changed(memo.kube, settings, event.get("type"), body)
+    async def pod_changed(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo,
+                          containers: kopf.Index, **_: Any) -> None:
+        with timed(RECONCILE_SECONDS.labels("pod")), _unless_namespace_terminating():
+            await _pod_changed(memo.kube, settings, event.get("type"), body, containers)
 
     @kopf.on.event(*CONTAINERS_RESOURCE, id="activity", registry=registry)
     async def reflect_activity(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -79,6 +87,17 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     async def check_expiry(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         with timed(RECONCILE_SECONDS.labels("expiry")):
             await _check_expiry(memo.kube, settings, body)
+
+
+@contextlib.contextmanager
+def _unless_namespace_terminating() -> Iterator[None]:
+    """Creating children in a namespace being deleted is futile, not an error to retry."""
+    try:
+        yield
+    except Exception as error:
+        if not is_namespace_terminating(error):
+            raise
+        logger.debug("namespace is terminating; nothing to reconcile")
 
 
 def _event(body: Mapping[str, Any], kind: str, *, reason: str, message: str) -> None:
@@ -103,7 +122,8 @@ async def _reconcile(kube: Kube, settings: OperatorSettings, body: kopf.Body, pa
 
     await ensure_secret(kube, ref)
     await ensure_network_policy(kube, ref, settings)
-    pod = await kube.get("Pod", ref.namespace, ref.pod_name)
+    # The pod is created only after the first status write: without a status there is no pod.
+    pod = await kube.get("Pod", ref.namespace, ref.pod_name) if body.status.get("status") else None
     was_running = body.status.get("status") == "running"
 
     def identity_and_activity(current: Body) -> dict[str, Any] | None:
@@ -114,17 +134,17 @@ async def _reconcile(kube: Kube, settings: OperatorSettings, body: kopf.Body, pa
             **st.activity_fields(current),
         }
         if pod is None:  # the status says so before the pod exists, so pod events come after
-            wanted.update(st.pod_status_fields(st.observe_pod(None)))
+            wanted.update(st.pod_status_fields(st.STARTING))
             wanted["conditions"] = st.with_condition(
                 (current.get("status") or {}).get("conditions"), st.READY, False,
-                "PodMissing", "the sandbox pod is being created", st.now(), ref.generation)
+                st.STARTING.reason, st.STARTING.message, st.now(), ref.generation)
             if was_running:
                 wanted["conditions"] = st.with_condition(
                     wanted["conditions"], st.POD_RECREATED, True, "PodDeleted",
                     f"pod {ref.pod_name} disappeared and was recreated", st.now(), ref.generation)
         return wanted
 
-    current = await update_status(kube, ref.namespace, ref.name, ref.uid, identity_and_activity)
+    current = await update_status(kube, ref.namespace, ref.name, ref.uid, identity_and_activity, body=body)
     if current is None:
         return
     if _expired(current):  # the expiry timer got there first
@@ -152,12 +172,21 @@ def _owner(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
-async def _pod_changed(kube: Kube, settings: OperatorSettings, kind: str | None, pod: Mapping[str, Any]) -> None:
+def _snapshot(body: kopf.Body) -> Body:
+    return {key: body[key] for key in ("apiVersion", "kind", "metadata", "spec", "status") if key in body}
+
+
+async def _pod_changed(kube: Kube, settings: OperatorSettings, kind: str | None, pod: Mapping[str, Any],
+                       containers: Mapping[Any, Any]) -> None:
     owner = _owner(pod)
     if owner is None:
         return
     namespace = pod["metadata"]["namespace"]
-    container = await kube.get_container(namespace, owner["name"])
+    cached = next(iter(containers.get((namespace, owner["name"])) or ()), None)
+    if cached is not None and cached["metadata"]["uid"] == owner["uid"] and not _expired(cached):
+        container = cached  # a stale copy is caught by the resourceVersion of the status write
+    else:
+        container = await kube.get_container(namespace, owner["name"])
     if (container is None or container["metadata"]["uid"] != owner["uid"]
             or container["metadata"].get("deletionTimestamp")):
         return  # gone, going (the garbage collector removes the pod) or a stale namesake
@@ -169,10 +198,10 @@ async def _pod_changed(kube: Kube, settings: OperatorSettings, kind: str | None,
     if kind == "DELETED":
         await _recreate_pod(kube, settings, ref, container)
     else:
-        await _follow_pod(kube, ref, dict(pod))
+        await _follow_pod(kube, ref, dict(pod), container)
 
 
-async def _follow_pod(kube: Kube, ref: ContainerRef, pod: Body) -> None:
+async def _follow_pod(kube: Kube, ref: ContainerRef, pod: Body, container: Body | None = None) -> None:
     """Status follows the pod; a failed pod is reported, then deleted to be recreated."""
     observed = st.observe_pod(pod)
     state = observed
@@ -194,7 +223,7 @@ async def _follow_pod(kube: Kube, ref: ContainerRef, pod: Body) -> None:
             "the sandbox pod is ready" if state.ready else (state.message or ""), st.now(), ref.generation)
         return {**st.pod_status_fields(state), "conditions": conditions}
 
-    written = await update_status(kube, ref.namespace, ref.name, ref.uid, follow)
+    written = await update_status(kube, ref.namespace, ref.name, ref.uid, follow, body=container)
     if written is None or _expired(written):
         return
     if state.status == "running" and before.get("status") != "running":
@@ -227,13 +256,13 @@ async def _recreate_pod(kube: Kube, settings: OperatorSettings, ref: ContainerRe
             return None
         conditions = (current.get("status") or {}).get("conditions")
         moment = st.now()
-        conditions = st.with_condition(conditions, st.READY, False, "PodDeleted",
-                                       "the sandbox pod was deleted; a new one is starting", moment, ref.generation)
+        conditions = st.with_condition(conditions, st.READY, False, st.STARTING.reason,
+                                       st.STARTING.message, moment, ref.generation)
         conditions = st.with_condition(conditions, st.POD_RECREATED, True, "PodDeleted",
                                        f"pod {ref.pod_name} was deleted or evicted and recreated", moment, ref.generation)
-        return {**st.pod_status_fields(st.observe_pod(None)), "conditions": conditions}
+        return {**st.pod_status_fields(st.STARTING), "conditions": conditions}
 
-    written = await update_status(kube, ref.namespace, ref.name, ref.uid, recreating)
+    written = await update_status(kube, ref.namespace, ref.name, ref.uid, recreating, body=container)
     if written is None or _expired(written):
         return
     await _forget_delivery(kube, ref, written)
@@ -257,7 +286,8 @@ async def _reflect_activity(kube: Kube, kind: str | None, body: kopf.Body) -> No
     if not status.get("status") or status.get("status") == "expired" or body.meta.get("deletionTimestamp"):
         return  # before the first reconcile, or no longer relevant
     if st.changes(status, st.activity_fields(body)):
-        await update_status(kube, body.meta["namespace"], body.meta["name"], body.meta["uid"], st.activity_fields)
+        await update_status(kube, body.meta["namespace"], body.meta["name"], body.meta["uid"], st.activity_fields,
+                            body=body)
     if gate.delivery_done(body):  # the gateway has delivered into the current pod: it may run
         ref = ContainerRef.from_body(body)
         pod = await kube.get("Pod", ref.namespace, ref.pod_name)

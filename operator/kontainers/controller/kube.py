@@ -114,3 +114,9 @@ async def _or_none(call: Awaitable[Any]) -> Any:
 
 def is_conflict(error: BaseException) -> bool:
     return isinstance(error, ApiException) and error.status == 409
+
+
+def is_namespace_terminating(error: BaseException) -> bool:
+    """The API server refuses new objects in a namespace being deleted (its Containers go too)."""
+    return (isinstance(error, ApiException) and error.status == 403
+            and "being terminated" in str(error.body or ""))

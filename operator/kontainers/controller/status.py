@@ -70,6 +70,11 @@ def _waiting(pod: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+# A pod that exists (or is about to) but has not started: also written just before the pod is
+# created, so the pod's first events change nothing and cost no write.
+STARTING = PodState("pending", "PodPending", "the sandbox pod is starting")
+
+
 def observe_pod(pod: Mapping[str, Any] | None) -> PodState:
     """The Container status implied by its pod (None = no pod)."""
     if pod is None:
@@ -99,7 +104,7 @@ def observe_pod(pod: Mapping[str, Any] | None) -> PodState:
     if waiting:
         return PodState("pending", *waiting)
     if phase == "Pending":
-        return PodState("pending", "PodPending", "the sandbox pod is starting")
+        return STARTING
     return PodState("pending", "PodUnknown", f"the sandbox pod is in phase {phase}")
 
 

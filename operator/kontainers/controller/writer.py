@@ -30,19 +30,28 @@ async def update_status(
     name: str,
     uid: str,
     compute: Callable[[Body], Mapping[str, Any] | None],
+    body: Mapping[str, Any] | None = None,
 ) -> Body | None:
     """Apply `compute(fresh Container)` (wanted status fields; None/{} = nothing to do).
 
+    `body`, when the caller has a recent copy, saves the first read: the write then fails with a
+    409 only if the copy was stale, and the next attempt reads afresh.
     Returns the Container as written (or as read when nothing changed); None if it is gone or
     was replaced by a namesake with another uid.
     """
+    known = dict(body) if body is not None else None
     for _ in range(ATTEMPTS):
-        body = await kube.get_container(namespace, name)
+        copy, known = known, None
+        body = copy if copy is not None else await kube.get_container(namespace, name)
         if body is None or body["metadata"]["uid"] != uid or body["metadata"].get("deletionTimestamp"):
+            if copy is not None:
+                continue  # the copy may be stale: decide on a fresh read
             return None
         wanted = compute(body)
         patch = changes(body.get("status"), wanted or {})
         if not patch:
+            if copy is not None:
+                continue  # "nothing to do" must hold for the current state, not for a copy
             return body
         try:
             written = await kube.patch_container_status(namespace, name, {
