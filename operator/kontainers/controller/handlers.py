@@ -6,7 +6,8 @@
 - `reflect_activity` (every event of a Container): the gateway's activity annotation shows up
   in status.lastActiveAt/expiresAt; its files-delivered annotation lets a pod waiting for its
   file_ids/skills become running (kontainers.files.gate).
-- `check_expiry` (timer): idle containers expire; expired ones are deleted after the retention.
+- the expiry sweep (started at startup, `expiry.py`): idle containers expire; expired ones are
+  deleted after the retention.
 
 Handlers are registered on an explicit registry by `register()`, because intervals come from
 settings that are only known once the command line is parsed.
@@ -18,6 +19,7 @@ overwrites `running` with a stale `pending`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping
@@ -33,7 +35,9 @@ from ..resources.owner import ContainerRef
 from ..settings import OperatorSettings
 from . import status as st
 from .children import delete_children, ensure_network_policy, ensure_pod, ensure_secret
+from .expiry import run_sweeps
 from .kube import Body, Kube, is_namespace_terminating
+from .leadership import Peer, is_active
 from .writer import metric_key, update_status
 
 logger = logging.getLogger(__name__)
@@ -42,8 +46,9 @@ CONTAINERS_RESOURCE = (names.GROUP, names.VERSION, names.PLURAL)
 POD_LABELS = {names.LABEL_MANAGED_BY: names.MANAGED_BY, names.LABEL_COMPONENT: "sandbox"}
 
 
-def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
-    """Attach every handler to `registry`, configured from `settings`."""
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, me: Peer) -> None:
+    """Attach every handler to `registry`, configured from `settings`; `me` is this replica in
+    kopf's peering."""
 
     # A registry of our own starts without kopf's default login handlers: log in the way
     # kubernetes_asyncio does (in-cluster service account, else $KUBECONFIG).
@@ -52,11 +57,19 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         return await kopf.login_via_async_client(**kwargs)
 
     @kopf.on.startup(id="connect", registry=registry)
-    async def connect(memo: kopf.Memo, **_: Any) -> None:
-        memo.kube = await Kube.connect(settings.kubeconfig)
+    async def connect(memo: kopf.Memo, containers: kopf.Index, **_: Any) -> None:
+        memo.kube = kube = await Kube.connect(settings.kubeconfig)
+
+        def snapshot() -> list[Body]:
+            return [body for store in containers.values() for body in store]
+
+        memo.sweeper = asyncio.create_task(
+            run_sweeps(kube, settings, snapshot, lambda: is_active(kube, settings, me)), name="expiry sweep")
 
     @kopf.on.cleanup(id="disconnect", registry=registry)
     async def disconnect(memo: kopf.Memo, **_: Any) -> None:
+        if getattr(memo, "sweeper", None) is not None:
+            memo.sweeper.cancel()
         if getattr(memo, "kube", None) is not None:
             await memo.kube.close()
 
@@ -83,10 +96,6 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     async def reflect_activity(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await _reflect_activity(memo.kube, event.get("type"), body)
 
-    @kopf.timer(*CONTAINERS_RESOURCE, id="expiry", interval=settings.expiry_check_interval, registry=registry)
-    async def check_expiry(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        with timed(RECONCILE_SECONDS.labels("expiry")):
-            await _check_expiry(memo.kube, settings, body)
 
 
 @contextlib.contextmanager
@@ -300,41 +309,3 @@ async def _forget_delivery(kube: Kube, ref: ContainerRef, container: Mapping[str
     patch = gate.forget_delivery_patch(container)
     if patch is not None:
         await kube.patch_container(ref.namespace, ref.name, patch)
-
-
-async def _check_expiry(kube: Kube, settings: OperatorSettings, body: kopf.Body) -> None:
-    if body.meta.get("deletionTimestamp"):
-        return
-    ref = ContainerRef.from_body(body)
-    moment = st.now()
-    if body.status.get("status") == "expired":
-        if st.retention_over(body.status, moment, settings.expired_retention):
-            _event(body, "Normal", reason="Deleted", message="expired longer than the retention period; deleting")
-            await kube.delete_container(ref.namespace, ref.name, ref.uid)
-        return
-    if body.status.get("status") and st.is_due(body, moment):  # (not before the first reconcile)
-        await expire(kube, ref, moment)
-
-
-async def expire(kube: Kube, ref: ContainerRef, moment: datetime) -> None:
-    """Mark expired first (so the pod watcher does not recreate the pod), then remove children."""
-    minutes = ref.spec.expires_after.minutes
-    idle = f"no activity for {minutes} minute{'' if minutes == 1 else 's'}"
-
-    def expired(current: Body) -> dict[str, Any] | None:
-        if not st.is_due(current, moment):  # activity arrived since the timer looked
-            return None
-        conditions = (current.get("status") or {}).get("conditions")
-        message = idle
-        conditions = st.with_condition(conditions, st.EXPIRED, True, "IdleTimeout", message, moment, ref.generation)
-        conditions = st.with_condition(conditions, st.READY, False, "Expired", message, moment, ref.generation)
-        return {
-            "status": "expired", "reason": "IdleTimeout", "message": message,
-            "podIP": None, "podName": None, "expiredAt": st.rfc3339(moment), "conditions": conditions,
-        }
-
-    written = await update_status(kube, ref.namespace, ref.name, ref.uid, expired)
-    if written is None or (written.get("status") or {}).get("status") != "expired":
-        return
-    await delete_children(kube, ref)
-    _event(written, "Normal", reason="Expired", message=f"{idle}; pod, Secret and NetworkPolicy removed")

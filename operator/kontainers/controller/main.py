@@ -10,6 +10,8 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
+import socket
 from pathlib import Path
 
 import kopf
@@ -19,6 +21,7 @@ from ..observability import setup_logging, start_ops_server
 from ..settings import OperatorSettings
 from .config import kopf_settings
 from .handlers import register
+from .leadership import Peer
 from .peering import ensure_peering_objects
 
 logger = logging.getLogger(__name__)
@@ -60,11 +63,18 @@ def resolve_namespaces(settings: OperatorSettings) -> OperatorSettings:
     })
 
 
+def identity() -> str:
+    """This replica in kopf's peering: the pod name (POD_ID, kopf's convention) or host/pid."""
+    return os.environ.get("POD_ID") or f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
+
+
 async def run(settings: OperatorSettings) -> None:
     if settings.kubeconfig:
         os.environ["KUBECONFIG"] = settings.kubeconfig  # kopf's own login reads it too
+    operator_settings = kopf_settings(settings)
+    me = Peer(identity(), operator_settings.peering.priority)
     registry = kopf.OperatorRegistry()
-    register(registry, settings)
+    register(registry, settings, me)
     api = await kube.api_client(settings.kubeconfig)
     try:
         await ensure_peering_objects(api, settings)
@@ -77,7 +87,8 @@ async def run(settings: OperatorSettings) -> None:
     try:
         await kopf.operator(
             registry=registry,
-            settings=kopf_settings(settings),
+            settings=operator_settings,
+            identity=me.identity,
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             standalone=settings.standalone or None,
