@@ -286,13 +286,19 @@ def test_spec_changes_are_followed(k: Kubectl):
 
 def test_sigkill_midway_through_20_creations(k: Kubectl, cluster, operator):
     count = 20
+    managed = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
     batch = {"apiVersion": "v1", "kind": "List", "items": [
         json.loads(manifest(k.ns, f"burst-{i:02d}", {"name": f"burst {i}"})) for i in range(count)]}
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(batch))
-    pods = lambda: k.list("pods", f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}")  # noqa: E731
-    k.wait(lambda: len(pods()) >= 1, "the first pod", timeout=30, interval=0.05)
-    operator.kill()
-    at_kill = len(pods())
+    operator.stop()
+    try:
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(batch))
+        operator.start(wait=False)
+        # Killed as soon as the first child exists: the others are somewhere between untouched
+        # and half-made (a Secret but no pod, a status but no pod, …).
+        k.wait(lambda: k.list("secrets", managed), "the first child object", timeout=60, interval=0.05)
+    finally:
+        operator.kill()
+    pods_at_kill, secrets_at_kill = len(k.list("pods", managed)), len(k.list("secrets", managed))
     operator.start()
 
     def all_running():
@@ -300,13 +306,14 @@ def test_sigkill_midway_through_20_creations(k: Kubectl, cluster, operator):
         return len(items) == count and all((i.get("status") or {}).get("status") == "running" for i in items)
 
     k.wait(all_running, f"all {count} Containers running after the restart", timeout=120)
-    final = pods()
+    final = k.list("pods", managed)
     assert len(final) == count, [p["metadata"]["name"] for p in final]
     owners = [p["metadata"]["ownerReferences"][0]["uid"] for p in final]
     assert len(set(owners)) == count  # one pod per Container, none twice
-    assert len(k.list("secrets", f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}")) == count
+    assert len(k.list("secrets", managed)) == count
     assert len(k.list("networkpolicies")) == count
-    print(f"pods when the operator was killed: {at_kill}/{count}")
+    print(f"killed with {pods_at_kill} pods and {secrets_at_kill} secrets of {count}")
+    assert pods_at_kill < count, "the kill came too late to interrupt anything"
 
 
 def test_no_finalizer_deletion_needs_no_operator(k: Kubectl, cluster, operator):

@@ -34,6 +34,8 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     ks = kopf.OperatorSettings()
     ks.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     ks.persistence.diffbase_storage = SpecDiffBaseStorage(prefix=KOPF_PREFIX, key="last-handled-configuration")
+    # No handler needs a finalizer (no timers, daemons or mandatory delete handlers); naming it
+    # still matters: kopf removes a finalizer of this name that an older version left behind.
     ks.persistence.finalizer = FINALIZER
     # Events on Containers are the ones we post explicitly, plus warnings and errors;
     # not one per successful handler run.
