@@ -107,6 +107,7 @@ class DevStack:
             "KONTAINERS_GATEWAY_KEYS_NAMESPACE": SYSTEM_NAMESPACE,
             "KONTAINERS_GATEWAY_KEYS_SECRET": KEYS_SECRET,
             "KONTAINERS_GATEWAY_SIDECAR_PORT": str(self.args.sidecar_port),
+            "KONTAINERS_FILES_ROOT": str(self.state_dir / "files"),  # the Files API store
         })
         self.agent = DevNodeAgent(self.kubeconfig, self.state_dir, self.args.sidecar_port)
         await self.agent.start()
