@@ -60,6 +60,7 @@ class OperatorSettings(BaseSettings):
     peering_name: str = "kontainers"
     peering_mandatory: bool = False  # fail instead of running standalone if the peering object is missing
     peering_priority: int | None = None
+    peering_lifetime: int = 60  # seconds without a keep-alive before a standby takes over
     ops_host: str = "127.0.0.1"  # /healthz, /readyz, /metrics (the chart sets 0.0.0.0)
     ops_port: int = 8090  # 0 = no ops server
     log_level: str = "INFO"

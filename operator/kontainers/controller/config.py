@@ -56,5 +56,6 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     # priorities make replicas active/standby instead of all paused.
     ks.peering.priority = (
         settings.peering_priority if settings.peering_priority is not None else random.randint(1, 2**31 - 1))
+    ks.peering.lifetime = settings.peering_lifetime
     ks.peering.stealth = True  # no log line per keep-alive
     return ks
