@@ -137,3 +137,11 @@ async def test_two_skills_unpacking_to_one_folder_are_refused(env) -> None:
         await sdk(gateway).containers.create(name="dup", skills=[inline(skill_zip()), inline(skill_zip(), "again")])
     assert caught.value.body["param"] == "skills[1]"
     assert cluster.objects == {}
+
+
+async def test_too_many_file_ids(env) -> None:
+    gateway, cluster, _ = env
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk(gateway).containers.create(name="many", file_ids=[f"file-{i}" for i in range(101)])
+    assert caught.value.body["param"] == "file_ids"
+    assert cluster.objects == {}

@@ -162,3 +162,57 @@ async def test_a_new_pod_gets_the_files_again(env) -> None:
 def test_delivery_names_are_unique() -> None:
     assert delivery_names([("file-1", "a.txt"), ("file-2", "a.txt"), ("file-3", "b")]) == {
         "file-1": "a.txt", "file-2": "a-file-2.txt", "file-3": "b"}
+
+
+class RecordingSidecars:
+    """Stands in for the gateway's SidecarClient: records what would be sent."""
+
+    def __init__(self) -> None:
+        self.files: list[tuple[str, bytes]] = []
+        self.skills: list[bytes] = []
+
+    async def upload(self, obj, filename, chunks) -> dict:
+        self.files.append((filename, b"".join([c async for c in chunks])))
+        return {}
+
+    async def put_skill(self, obj, chunks) -> dict:
+        self.skills.append(b"".join([c async for c in chunks]))
+        return {}
+
+
+async def test_each_file_once_and_only_bundles_that_match_their_digest(tmp_path) -> None:
+    import hashlib
+    import time as clock
+
+    from kontainers.files.delivery import Delivery
+    from kontainers.files.fsstore import FilesystemStore
+    from kontainers.files.store import FileRecord, new_file_id
+
+    store = FilesystemStore(tmp_path)
+    await store.start()
+
+    async def one(data: bytes):
+        yield data
+
+    stored = await store.put(FileRecord(new_file_id(), "ns", "x.txt", "user_data", int(clock.time())), one(b"x"),
+                             max_bytes=10)
+    bundle = base64.b64decode(skill_zip())
+    kept = await store.put(FileRecord("skill-" + "0" * 29, "ns", "greeter.zip", "skills", int(clock.time())),
+                           one(bundle), max_bytes=len(bundle))
+    annotations: list[dict] = []
+
+    async def annotate(namespace, name, values) -> None:
+        annotations.append(dict(values))
+
+    sidecars = RecordingSidecars()
+    delivery = Delivery(cache=None, store=store, sidecars=sidecars, annotate=annotate)  # type: ignore[arg-type]
+    good = {"fileId": kept.id, "sha256": hashlib.sha256(bundle).hexdigest()}
+    bad = {"fileId": kept.id, "sha256": "f" * 64}
+    obj = {"metadata": {"namespace": "ns", "name": "c", "uid": "u"}, "status": {"podIP": POD_IP},
+           "spec": {"fileIds": [stored.id, stored.id],
+                    "skills": [{"type": "inline", "name": "a", "bundle": good},
+                               {"type": "inline", "name": "b", "bundle": bad}]}}
+    await delivery.deliver(obj)
+    assert sidecars.files == [("x.txt", b"x")]
+    assert sidecars.skills == [bundle]
+    assert annotations == [{names.ANNOTATION_FILES_DELIVERED: POD_IP}]

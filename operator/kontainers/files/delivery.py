@@ -11,9 +11,10 @@ two gateway replicas) is harmless. A sidecar that is not reachable yet is retrie
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -114,7 +115,7 @@ class Delivery:
         namespace, pod_ip = meta["namespace"], obj["status"]["podIP"]
         started, sent = time.monotonic(), 0
         records = []
-        for file_id in spec.get("fileIds") or []:
+        for file_id in dict.fromkeys(spec.get("fileIds") or []):  # each file once
             try:
                 records.append(await self.store.stat(namespace, file_id))
             except FileNotFound:
@@ -134,9 +135,14 @@ class Delivery:
             if skill.get("type") != "inline" or not bundle_id:
                 continue
             try:
-                await self.store.stat(namespace, bundle_id)
+                digest = await _sha256(self.store.read(namespace, bundle_id))
             except FileNotFound:
                 log.warning("skill bundle %s of %s/%s is gone; not delivered", bundle_id, namespace, meta["name"])
+                continue
+            expected = (skill.get("bundle") or {}).get("sha256")
+            if expected and digest != expected:
+                log.warning("skill bundle %s of %s/%s does not match its sha256; not delivered", bundle_id,
+                            namespace, meta["name"])
                 continue
             try:
                 await self.sidecars.put_skill(obj, self.store.read(namespace, bundle_id))
@@ -148,6 +154,13 @@ class Delivery:
         await self.annotate(namespace, meta["name"], {names.ANNOTATION_FILES_DELIVERED: pod_ip})
         log.info("delivered %d files (%d bytes) and %d skills to %s/%s in %.2fs", len(records), sent,
                  len(spec.get("skills") or []), namespace, meta["name"], time.monotonic() - started)
+
+
+async def _sha256(chunks: AsyncIterator[bytes]) -> str:
+    digest = hashlib.sha256()
+    async for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _key(obj: Mapping[str, Any]) -> Key | None:

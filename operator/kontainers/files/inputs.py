@@ -20,6 +20,8 @@ from kontainers.files.store import FileNotFound, FileRecord, FileStore
 from kontainers.gateway.errors import APIError, bad_request
 from kontainers.skills.bundle import SkillBundleError, decode_inline, validate
 
+MAX_FILE_IDS = 100  # the Container resource's limits (spec.fileIds, spec.skills)
+MAX_SKILLS = 64
 SKILL_BUNDLE_PREFIX = "skill-"
 SKILL_BUNDLE_PURPOSE = "skills"  # internal: never listed by /v1/files (ids do not start with file-)
 
@@ -45,6 +47,10 @@ def skills_spec(skills: Sequence[Any] | None) -> list[dict[str, Any]]:
 async def check_create_inputs(store: FileStore, tenant: str, file_ids: Iterable[str] | None,
                               skills: Sequence[Any] | None) -> None:
     """Refuse unknown file ids and bad skills before anything is written; store good bundles."""
+    if len(file_ids or []) > MAX_FILE_IDS:
+        raise bad_request(f"At most {MAX_FILE_IDS} file_ids may be given.", param="file_ids", code="too_many_items")
+    if len(skills or []) > MAX_SKILLS:
+        raise bad_request(f"At most {MAX_SKILLS} skills may be given.", param="skills", code="too_many_items")
     for index, file_id in enumerate(file_ids or []):
         await stored_file(store, tenant, file_id, param=f"file_ids[{index}]")
     folders: dict[str, int] = {}
