@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import os
+import time
 import zipfile
 from pathlib import Path
 
@@ -131,3 +132,27 @@ def test_inline_skills_are_unpacked_read_only(gateway: Gateway, tenant: Tenant, 
     with pytest.raises(openai.BadRequestError) as caught:
         tenant.client.containers.create(name="ref", skills=[{"type": "skill_reference", "skill_id": "skill_x"}])
     assert "skill_x" in caught.value.message
+
+
+def test_a_recreated_pod_gets_its_file_ids_again(gateway: Gateway, tenant: Tenant) -> None:
+    """The dev node agent gives a new pod an empty /mnt/data: the files must be delivered again."""
+    client = tenant.client
+    stored = client.files.create(file=("survivor.txt", b"delivered again"), purpose="user_data")
+    container = client.containers.create(name="recreated", file_ids=[stored.id])
+    first = container_resource(gateway, tenant, container.id)
+    pod_name = first["status"]["podName"]
+    gateway.cluster.kubectl("delete", "pod", "-n", tenant.namespace, pod_name, "--wait=true")
+
+    deadline = time.monotonic() + 90
+    while True:
+        resource = container_resource(gateway, tenant, container.id)
+        status = resource.get("status") or {}
+        recreated = any(c.get("type") == "PodRecreated" for c in status.get("conditions") or [])
+        if status.get("status") == "running" and recreated:
+            break
+        assert time.monotonic() < deadline, f"not running again: {status}"
+        time.sleep(0.2)
+    files = list(client.containers.files.list(container.id))
+    assert [f.path for f in files] == ["/mnt/data/survivor.txt"]
+    assert client.containers.files.content.retrieve(files[0].id, container_id=container.id).read() == b"delivered again"
+    assert resource["metadata"]["annotations"]["kontainers.dev/files-delivered"] == status["podIP"]
