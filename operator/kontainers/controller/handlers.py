@@ -129,8 +129,7 @@ async def _reconcile(kube: Kube, settings: OperatorSettings, body: kopf.Body, pa
     if body.meta.labels.get(names.LABEL_CONTAINER_ID) != ref.id:
         patch.metadata.labels[names.LABEL_CONTAINER_ID] = ref.id  # for `kubectl get -l`
 
-    await ensure_secret(kube, ref)
-    await ensure_network_policy(kube, ref, settings)
+    await asyncio.gather(ensure_secret(kube, ref), ensure_network_policy(kube, ref, settings))
     # The pod is created only after the first status write: without a status there is no pod.
     pod = await kube.get("Pod", ref.namespace, ref.pod_name) if body.status.get("status") else None
     was_running = body.status.get("status") == "running"
