@@ -212,3 +212,21 @@ def test_clean_filename(raw: str | None, clean: str) -> None:
     from kontainers.files.routes import clean_filename
 
     assert clean_filename(raw) == clean
+
+
+async def test_an_expired_file_is_gone(server: TestServer, files_settings: FilesSettings) -> None:
+    from kontainers.files.routes import FILE_STORE
+    from kontainers.files.store import FileRecord, new_file_id
+
+    store = server.app[FILE_STORE]
+
+    async def one():
+        yield b"old"
+
+    old = await store.put(FileRecord(new_file_id(), "tenant-a", "old.txt", "user_data", int(time.time()) - 7200,
+                                     expires_at=int(time.time()) - 1), one(), max_bytes=10)
+    client = sdk(server)
+    assert [f async for f in client.files.list()] == []
+    with pytest.raises(openai.NotFoundError):
+        await client.files.retrieve(old.id)
+    assert await store.ids("tenant-a") == []  # removed when it was asked for

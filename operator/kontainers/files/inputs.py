@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -103,6 +104,8 @@ async def stored_file(store: FileStore, tenant: str, file_id: str, *, param: str
     except FileNotFound:
         raise _no_such_file(file_id, param) from None
     if record.expired():
+        with contextlib.suppress(Exception):  # expired files go lazily, when next asked for
+            await store.delete(tenant, file_id)
         raise _no_such_file(file_id, param)
     return record
 
