@@ -60,8 +60,12 @@ class Delivery:
         """Deliver for as long as the gateway runs (cancel to stop)."""
         try:
             while True:
-                for obj in await self.cache.wait_for(self._due, self.idle_check) or []:
-                    self._start(obj)
+                try:
+                    for obj in await self.cache.wait_for(self._due, self.idle_check) or []:
+                        self._start(obj)
+                except Exception:  # never let one bad object stop every future delivery
+                    log.exception("file delivery loop failed; continuing")
+                    await asyncio.sleep(1.0)
         finally:
             for task in list(self._active.values()):
                 task.cancel()
