@@ -48,6 +48,9 @@ class OperatorSettings(BaseSettings):
     egress_pod_labels: dict[str, str] = {"app.kubernetes.io/name": "kontainers", "app.kubernetes.io/component": "egress"}
     egress_namespace: str | None = None
     egress_port: int = 3128  # the egress proxy's port (EgressSettings.port)
+    # How allowlists are enforced: `proxy` (the egress proxy; domain_secrets work) or `cilium`
+    # (a CiliumNetworkPolicy with toFQDNs per Container; no domain_secrets, no proxy hop).
+    egress_mode: Literal["proxy", "cilium"] = "proxy"
     allowlist_dns: bool = False  # also allow DNS to kube-dns (only if the proxy is addressed by name)
     dns_namespace: str = "kube-system"
     dns_pod_labels: dict[str, str] = {"k8s-app": "kube-dns"}

@@ -129,8 +129,7 @@ class FakeCustom:
 async def test_cilium_mode_makes_a_fqdn_policy_and_no_proxy_wiring() -> None:
     kube = FakeKube(None)
     kube.custom = FakeCustom()
-    settings = SETTINGS.model_copy()
-    object.__setattr__(settings, "egress_mode", "cilium")
+    settings = SETTINGS.model_copy(update={"egress_mode": "cilium"})
     network = {"type": "allowlist", "allowedDomains": ["api.example.com", "*.example.org"]}
     assert await egress_sandbox_hook(kube, ref(network), settings) is None
     (policy,) = kube.custom.objects.values()

@@ -40,6 +40,7 @@ def parse_settings(argv: list[str]) -> OperatorSettings:
     add("--sidecar-port", type=int, help="port of the files sidecar")
     add("--gateway-namespace", help="namespace of the gateway pods allowed to reach sidecars")
     add("--egress-namespace", help="namespace of the egress proxy pods")
+    add("--egress-mode", choices=["proxy", "cilium"], help="enforce allowlists with the egress proxy or Cilium toFQDNs")
     add("--expiry-check-interval", type=float, help="seconds between idle-expiry checks of a Container")
     add("--expired-retention", type=float, help="seconds an expired Container is kept before deletion")
     add("--standalone", action="store_true", default=None, help="run without peering")

@@ -88,7 +88,7 @@ async def _ensure_ca_copy(core, ref, desired: dict[str, Any]) -> None:
 
 def egress_mode(settings: Any) -> str:
     """`proxy` (default) or `cilium` (OperatorSettings.egress_mode, chart value)."""
-    return getattr(settings, "egress_mode", "proxy") or "proxy"
+    return settings.egress_mode
 
 
 async def _ensure_cilium_policy(kube, ref) -> None:
