@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -50,10 +51,13 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, me: Pe
     """Attach every handler to `registry`, configured from `settings`; `me` is this replica in
     kopf's peering."""
 
-    # A registry of our own starts without kopf's default login handlers: log in the way
-    # kubernetes_asyncio does (in-cluster service account, else $KUBECONFIG).
+    # A registry of our own starts without kopf's default login handlers. A kubeconfig given by
+    # flag or $KUBECONFIG is read now: kubernetes_asyncio fixed its default path at import time,
+    # before `--kubeconfig` was exported. Otherwise: the in-cluster service account.
     @kopf.on.login(id="login", registry=registry)
     async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        if os.environ.get("KUBECONFIG"):
+            return kopf.login_with_kubeconfig(**kwargs)
         return await kopf.login_via_async_client(**kwargs)
 
     @kopf.on.startup(id="connect", registry=registry)
