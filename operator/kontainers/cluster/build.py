@@ -74,6 +74,7 @@ def pin_hash() -> str:
     for name in sorted(TOOLS):
         tool = TOOLS[name]
         digest.update(json.dumps([name, tool.module, tool.version, tool.binaries], sort_keys=True).encode())
+        digest.update(_stable_ldflags(tool).encode())
         for file in ("go.mod", "go.sum"):
             path = module_dir(name) / file
             digest.update(path.read_bytes() if path.exists() else b"")
@@ -85,6 +86,7 @@ def tool_hash(name: str) -> str:
     tool = TOOLS[name]
     digest = hashlib.sha256(go_version().encode())
     digest.update(json.dumps([name, tool.module, tool.version, tool.binaries], sort_keys=True).encode())
+    digest.update(_stable_ldflags(tool).encode())
     for file in ("go.mod", "go.sum"):
         path = module_dir(name) / file
         digest.update(path.read_bytes() if path.exists() else b"")
@@ -186,7 +188,26 @@ def _ldflags(tool: GoTool) -> str:
             ]
     elif tool.module == "helm.sh/helm/v3":
         flags.append(f"-X helm.sh/helm/v3/internal/version.version={tool.version}")
+        # As helm's Makefile does: the Kubernetes version assumed by offline lint/template is
+        # that of the client-go it links, not the built-in 1.20 default.
+        major, minor = _client_go_kube_version(module_dir("helm") / "go.mod")
+        for pkg in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+            flags += [f"-X {pkg}.k8sVersionMajor={major}", f"-X {pkg}.k8sVersionMinor={minor}"]
     return " ".join(flags)
+
+
+def _client_go_kube_version(gomod: Path) -> tuple[str, str]:
+    """(major, minor) of Kubernetes matching the k8s.io/client-go v0.X.Y a module requires."""
+    for line in gomod.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "k8s.io/client-go":
+            return "1", parts[1].split(".")[1]
+    raise BuildError(f"{gomod} does not require k8s.io/client-go")
+
+
+def _stable_ldflags(tool: GoTool) -> str:
+    """The ldflags without the build date: part of a tool's identity in the cache."""
+    return " ".join(f for f in _ldflags(tool).split(" -X ") if "buildDate=" not in f)
 
 
 class _Progress:
