@@ -227,7 +227,9 @@ class ContainerStatus(_Model):
     pod_name: str | None = None
     """Name of the sandbox Pod; cleared once expired."""
     pod_ip: str | None = Field(default=None, alias="podIP")
-    """IP of the sandbox Pod, where the gateway reaches the files sidecar; cleared when not running."""
+    """IP of the sandbox Pod, where the gateway reaches the files sidecar: set while running, and
+    while pending with reason `DeliveringFiles` (the gateway copies file_ids and skills in);
+    cleared otherwise."""
     last_active_at: datetime | None = None
     """Last activity: the gateway's annotation `kontainers.dev/last-active-at`, else the creation time."""
     expires_at: datetime | None = None
