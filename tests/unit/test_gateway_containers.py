@@ -315,8 +315,9 @@ async def test_openapi_health_and_readiness(cluster: FakeCluster) -> None:
         doc = await (await client.get("/openapi.json")).json()
         assert {"/containers", "/containers/{container_id}", "/containers/{container_id}/files",
                 "/containers/{container_id}/files/{file_id}",
-                "/containers/{container_id}/files/{file_id}/content"} <= set(doc["paths"])
-        assert "ContainerCreateParams" in doc["components"]["schemas"]
+                "/containers/{container_id}/files/{file_id}/content",
+                "/files", "/files/{file_id}", "/files/{file_id}/content"} <= set(doc["paths"])
+        assert {"ContainerCreateParams", "FileObject", "FileList"} <= set(doc["components"]["schemas"])
         assert (await client.get("/readyz")).status == 200
         cluster.containers.synced = False
         assert (await client.get("/readyz")).status == 503

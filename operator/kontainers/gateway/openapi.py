@@ -18,6 +18,7 @@ from ..api import (
     ContainerList,
     ErrorResponse,
 )
+from ..files.models import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
 
 _REF = "#/components/schemas/{model}"
 _MODELS = [
@@ -25,6 +26,7 @@ _MODELS = [
     (Container, "serialization"), (ContainerList, "serialization"), (ContainerDeleted, "serialization"),
     (ContainerFile, "serialization"), (ContainerFileList, "serialization"),
     (ContainerFileDeleted, "serialization"), (ErrorResponse, "serialization"),
+    (FileObject, "serialization"), (FileList, "serialization"), (FileDeleted, "serialization"),
 ]
 
 
@@ -49,6 +51,9 @@ def _param(name: str, where: str, schema: dict, description: str, required: bool
 
 _CONTAINER_ID = _param("container_id", "path", {"type": "string"}, "The container id (cntr_…).")
 _FILE_ID = _param("file_id", "path", {"type": "string"}, "The file id (cfile_…).")
+_STORED_FILE_ID = _param("file_id", "path", {"type": "string"}, "The stored file's id (file-…).")
+_BINARY = {"description": "The raw bytes", "content": {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
 _PAGING = [
     _param("after", "query", {"type": "string"}, "Exclusive cursor: the id of the last item already seen."),
     _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "Page size."),
@@ -109,10 +114,38 @@ def openapi_document() -> dict:
             "/containers/{container_id}/files/{file_id}/content": {
                 "parameters": [_CONTAINER_ID, _FILE_ID],
                 "get": {"operationId": "retrieveContainerFileContent", "summary": "Download a container file",
-                        "responses": {"200": {"description": "The raw bytes", "content": {
-                            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
-                            **_errors(400, 401, 404, 503)}},
+                        "responses": {"200": _BINARY, **_errors(400, 401, 404, 503)}},
             },
+            **_files_paths(),
+        },
+    }
+
+
+def _files_paths() -> dict:
+    """The Files API (`client.files.*`): what `file_ids` and `file_id` refer to."""
+    upload = {"type": "object", "required": ["file", "purpose"], "properties": {
+        "file": {"type": "string", "format": "binary"},
+        "purpose": {"type": "string", "enum": list(UPLOAD_PURPOSES)}}}
+    return {
+        "/files": {
+            "post": {"operationId": "createFile", "summary": "Upload a file",
+                     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": upload}}},
+                     "responses": {"200": _json(FileObject, "The file"), **_errors(400, 401, 413)}},
+            "get": {"operationId": "listFiles", "summary": "List files",
+                    "parameters": [*_PAGING, _param("purpose", "query", {"type": "string"}, "Only this purpose.")],
+                    "responses": {"200": _json(FileList, "A page of files"), **_errors(400, 401)}},
+        },
+        "/files/{file_id}": {
+            "parameters": [_STORED_FILE_ID],
+            "get": {"operationId": "retrieveFile", "summary": "Retrieve a file",
+                    "responses": {"200": _json(FileObject, "The file"), **_errors(401, 404)}},
+            "delete": {"operationId": "deleteFile", "summary": "Delete a file",
+                       "responses": {"200": _json(FileDeleted, "Deleted"), **_errors(401, 404)}},
+        },
+        "/files/{file_id}/content": {
+            "parameters": [_STORED_FILE_ID],
+            "get": {"operationId": "retrieveFileContent", "summary": "Download a file",
+                    "responses": {"200": _BINARY, **_errors(401, 404)}},
         },
     }
 
