@@ -89,6 +89,9 @@ class GatewaySettings(BaseSettings):
     max_upload_bytes: int = 512 * 1024 * 1024  # per uploaded file, as OpenAI
     max_json_bytes: int = 72 * 1024 * 1024  # JSON bodies: inline skills are base64 zips of up to 50 MB
     max_domain_secret_bytes: int = 1_000_000  # all values of one container; they share one Secret (≤1 MiB)
+    # OperatorSettings.egress_mode: with `cilium` nothing terminates TLS to substitute domain
+    # secrets, so a create carrying them is refused (400) instead of failing in the operator.
+    egress_mode: Literal["proxy", "cilium"] = "proxy"
     not_ready_retry_after: int = 2  # Retry-After (s) of the 503 while a container's pod is not ready
     log_level: str = "INFO"
     log_json: bool = True

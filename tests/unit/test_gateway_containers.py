@@ -342,6 +342,22 @@ async def test_domain_secret_values_over_the_secret_limit_are_400(cluster: FakeC
         await client.close()
 
 
+async def test_cilium_mode_refuses_domain_secrets_before_writing_anything(cluster: FakeCluster) -> None:
+    client = await start_client(cluster, egress_mode="cilium")
+    try:
+        policy = {"type": "allowlist", "allowed_domains": ["a.example.com"],
+                  "domain_secrets": [{"domain": "a.example.com", "name": "K", "value": "s3cret-value"}]}
+        error = await error_of(await create(client, {"name": "x", "network_policy": policy}), 400)
+        assert error["param"] == "network_policy.domain_secrets" and error["code"] == "unsupported_parameter"
+        assert "Cilium" in error["message"] and "s3cret-value" not in error["message"]
+        assert not cluster.objects and not cluster.secrets
+        del policy["domain_secrets"]
+        response = await create(client, {"name": "y", "network_policy": policy})
+        assert response.status == 200, "an allowlist without secrets is served in Cilium mode"
+    finally:
+        await client.close()
+
+
 async def test_a_container_the_api_server_refuses_is_400_with_its_reason(client, cluster: FakeCluster) -> None:
     from kontainers.gateway.cluster import ClusterError
 

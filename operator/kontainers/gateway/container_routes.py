@@ -28,6 +28,15 @@ def check_domain_secret_size(params: ContainerCreateParams, limit: int) -> None:
                        param="network_policy.domain_secrets", code="invalid_value")
 
 
+def check_domain_secrets_supported(params: ContainerCreateParams, egress_mode: str) -> None:
+    """In Cilium mode the CNI enforces allowlists and no proxy could swap a placeholder for a value."""
+    if egress_mode == "cilium" and getattr(params.network_policy, "domain_secrets", None):
+        raise APIError(400, "domain_secrets are not supported by this server: its allowlists are enforced by "
+                            "Cilium, without the egress proxy that substitutes them. Send the request without "
+                            "network_policy.domain_secrets.",
+                       param="network_policy.domain_secrets", code="unsupported_parameter")
+
+
 async def check_inputs(request: web.Request, params: ContainerCreateParams) -> None:
     """`file_ids` must name the caller's files and inline skills be valid bundles (kept for delivery)
     before anything is written; `skill_reference` is refused (no /v1/skills here)."""
@@ -60,7 +69,9 @@ def touch(request: web.Request, obj: dict) -> None:
 @routes.post("/v1/containers")
 async def create_container(request: web.Request) -> web.Response:
     params = ContainerCreateParams.model_validate(await read_json_object(request))
-    check_domain_secret_size(params, request.app[SETTINGS].max_domain_secret_bytes)
+    settings = request.app[SETTINGS]
+    check_domain_secrets_supported(params, settings.egress_mode)
+    check_domain_secret_size(params, settings.max_domain_secret_bytes)
     await check_inputs(request, params)
     obj = await request.app[CREATOR].create(
         request[TENANT], params,
