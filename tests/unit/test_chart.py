@@ -196,7 +196,7 @@ def _settings_classes():
 
 
 @pytest.mark.parametrize("sets", [(), ("watchNamespaces={team-a}", "sandbox.runtimeClassName=gvisor",
-                                       "files.backend=s3", "files.s3.existingSecret=s3-keys")])
+                                       "files.backend=s3", "files.s3.existingSecret=s3-keys", "egress.mode=cilium")])
 def test_every_variable_the_chart_sets_is_a_setting_and_parses(sets, monkeypatch):
     """The chart's env names the real settings fields (a rename fails here, not in a cluster) and
     every value parses into its field's type."""
@@ -319,7 +319,8 @@ def all_rules(docs: list[dict]) -> list[tuple[dict, dict]]:
     return [(doc, rule) for doc in docs if doc["kind"] in {"Role", "ClusterRole"} for rule in doc.get("rules", [])]
 
 
-@pytest.mark.parametrize("sets", [(), ("watchNamespaces={team-a,team-b}",)], ids=["cluster-wide", "namespaced"])
+@pytest.mark.parametrize("sets", [(), ("watchNamespaces={team-a,team-b}",), ("egress.mode=cilium",)],
+                         ids=["cluster-wide", "namespaced", "cilium"])
 def test_rbac_has_no_wildcards_and_no_dangerous_grants(sets):
     docs = template(*sets)
     for doc, rule in all_rules(docs):
@@ -361,6 +362,46 @@ def test_the_api_keys_secret_is_the_only_secret_the_gateway_may_watch():
     assert rule["resources"] == ["secrets"] and rule["resourceNames"] == ["kontainers-api-keys"]
 
 
+# --- egress modes ----------------------------------------------------------------------------
+
+CILIUM_RULE = {"apiGroups": ["cilium.io"], "resources": ["ciliumnetworkpolicies"], "verbs": ["get", "create", "patch"]}
+
+
+def rules_of(docs: list[dict], component: str) -> list[tuple[dict, dict]]:
+    return [(doc, rule) for doc, rule in all_rules(docs)
+            if doc["metadata"]["labels"]["app.kubernetes.io/component"] == component]
+
+
+def test_proxy_mode_runs_the_proxy_and_grants_nothing_on_cilium_policies():
+    docs = template()
+    assert env_of(one(docs, "Deployment", "-operator"))["KONTAINERS_OPERATOR_EGRESS_MODE"] == "proxy"
+    assert env_of(one(docs, "Deployment", "-gateway"))["KONTAINERS_GATEWAY_EGRESS_MODE"] == "proxy"
+    assert one(docs, "Deployment", "-egress") and one(docs, "Service", "-egress")
+    for doc, rule in all_rules(docs):
+        assert "cilium.io" not in rule["apiGroups"] and "ciliumnetworkpolicies" not in rule["resources"], doc["metadata"]
+    operator_resources = {r for _, rule in rules_of(docs, "operator") for r in rule["resources"]}
+    assert "configmaps" in operator_resources, "the CA copies of proxy mode"
+
+
+@pytest.mark.parametrize("sets", [(), ("watchNamespaces={team-a,team-b}",)], ids=["cluster-wide", "namespaced"])
+def test_cilium_mode_grants_the_operator_cilium_policies_and_deploys_no_proxy(sets):
+    docs = template("egress.mode=cilium", *sets)
+    assert env_of(one(docs, "Deployment", "-operator"))["KONTAINERS_OPERATOR_EGRESS_MODE"] == "cilium"
+    assert env_of(one(docs, "Deployment", "-gateway"))["KONTAINERS_GATEWAY_EGRESS_MODE"] == "cilium"
+    assert not [d for d in docs if d["metadata"]["labels"].get("app.kubernetes.io/component") == "egress"], \
+        "no proxy Deployment, Service, ServiceAccount or RBAC in cilium mode"
+
+    operator = rules_of(docs, "operator")
+    holders = [doc for doc, rule in operator if rule == CILIUM_RULE]
+    if sets:  # namespaced: one Role per watched namespace, nothing cluster-wide
+        assert sorted((d["kind"], d["metadata"]["namespace"]) for d in holders) == [("Role", "team-a"), ("Role", "team-b")]
+    else:
+        assert [d["kind"] for d in holders] == ["ClusterRole"]
+    other = [rule for _, rule in all_rules(docs) if rule != CILIUM_RULE]
+    assert not [r for r in other if "cilium.io" in r["apiGroups"] or "ciliumnetworkpolicies" in r["resources"]]
+    assert not [r for _, r in operator if "configmaps" in r["resources"]], "no egress CA to copy or read"
+
+
 # --- values and their schema ---------------------------------------------------------------
 
 
@@ -375,6 +416,7 @@ def test_the_api_keys_secret_is_the_only_secret_the_gateway_may_watch():
         (["logLevel=LOUD"], "/logLevel"),
         (["watchNamespaces={Team_A}"], "/watchNamespaces"),
         (["gateway.service.type=Magic"], "/gateway/service/type"),
+        (["egress.mode=calico"], "/egress/mode"),
     ],
 )
 def test_schema_rejects_wrong_types_and_unknown_keys(sets, message):

@@ -56,6 +56,8 @@ dict values as JSON. Kept next to each other so a settings rename is one place t
   value: {{ .Release.Namespace }}
 - name: KONTAINERS_OPERATOR_EGRESS_PORT
   value: {{ .Values.egress.port | quote }}
+- name: KONTAINERS_OPERATOR_EGRESS_MODE
+  value: {{ .Values.egress.mode }}
 - name: KONTAINERS_OPERATOR_EXPIRY_CHECK_INTERVAL
   value: {{ .Values.expiry.checkIntervalSeconds | quote }}
 - name: KONTAINERS_OPERATOR_EXPIRED_RETENTION

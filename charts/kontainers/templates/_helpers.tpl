@@ -96,6 +96,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- include "kontainers.selectorLabels" (dict "root" . "component" "gateway") | fromYaml | toJson }}
 {{- end }}
 
+{{/*
+"true" when this release runs the egress proxy (egress.mode `proxy` and egress.enabled), else "".
+In `cilium` mode the CNI enforces allowlists and nothing talks to a proxy.
+*/}}
+{{- define "kontainers.egressProxy" -}}
+{{- if and (eq .Values.egress.mode "proxy") .Values.egress.enabled }}true{{- end }}
+{{- end }}
+
 {{/* Labels of the egress proxy pods, as JSON (or egress.podSelector for an external proxy). */}}
 {{- define "kontainers.egressSelectorJson" -}}
 {{- if .Values.egress.podSelector }}

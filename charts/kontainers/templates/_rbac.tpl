@@ -36,11 +36,19 @@ kontainers-egress-ca
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [get, create, patch, delete]
+{{- if eq .Values.egress.mode "cilium" }}
+# Cilium mode: the per-container CiliumNetworkPolicy (toFQDNs) of allowlist containers, created
+# and corrected when adopting (patch); owned by the Container, so garbage collection deletes it.
+- apiGroups: [cilium.io]
+  resources: [ciliumnetworkpolicies]
+  verbs: [get, create, patch]
+{{- else }}
 # The per-container copy of the egress proxy's CA certificate (allowlist containers): a pod can
 # only mount ConfigMaps of its own namespace. Updated when the CA rotates; garbage-collected.
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, create, patch]
+{{- end }}
 # Events on Containers (created, ready, expired, failed).
 - apiGroups: [""]
   resources: [events]
@@ -78,12 +86,14 @@ kontainers-egress-ca
 {{- end }}
 
 {{- define "kontainers.rbac.operator.own" }}
+{{- if eq .Values.egress.mode "proxy" }}
 # What the egress proxy publishes (its CA certificate and address), copied next to each
 # allowlist sandbox; only that ConfigMap of the release namespace.
 - apiGroups: [""]
   resources: [configmaps]
   resourceNames: [{{ include "kontainers.egressCaName" . }}]
   verbs: [get]
+{{- end }}
 {{- end }}
 
 {{- define "kontainers.rbac.gateway.namespaced" }}
