@@ -11,7 +11,7 @@ import time
 import aiohttp
 import pytest
 
-from kontainers.cluster.nodeagent import DevNodeAgent
+from kontainers.cluster.nodeagent import RESYNC_SECONDS, DevNodeAgent
 
 pytestmark = pytest.mark.cluster
 
@@ -123,6 +123,22 @@ async def test_a_pod_whose_secret_appears_later_gets_its_sidecar(cluster, namesp
         assert agent.sidecar(namespace, "late") is None
         cluster.kubectl("-n", namespace, "create", "secret", "generic", "late-token", "--from-literal=token=t")
         await agent.wait_for_sidecar(namespace, "late")
+
+
+async def test_a_pod_running_before_the_agent_starts_gets_exactly_one_sidecar(cluster, namespace, tmp_path):
+    # start() reconciles the listed pods while its watch loop wakes up for the same list: the two
+    # must not both launch a sidecar (the second cannot bind the IP, the first would be orphaned).
+    cluster.kubectl("-n", namespace, "create", "secret", "generic", "files-token", f"--from-literal=token={TOKEN}")
+    apply(cluster, namespace, pod_manifest("early", "files-token"))
+    pod_ip(cluster, namespace, "early")
+    agent = DevNodeAgent(cluster.kubeconfig, tmp_path / "agent", sidecar_port=free_port())
+    async with agent:
+        first = await agent.wait_for_sidecar(namespace, "early")
+        await asyncio.sleep(2 * RESYNC_SECONDS + 0.5)  # long enough for a crash-restart to show
+        assert agent.sidecar(namespace, "early") is first
+        launches = (agent.pod_dir(namespace, "early") / "sidecar.log").read_text().count("### ")
+        assert launches == 1, f"{launches} sidecars were launched for one pod"
+    assert not _alive(first.component.pid)
 
 
 def _alive(pid: int) -> bool:

@@ -125,6 +125,9 @@ class DevNodeAgent:
         self._desired: dict[tuple[str, str], PodSidecar] = {}
         self._running: dict[tuple[str, str], RunningSidecar] = {}
         self._wake = asyncio.Event()
+        # start() and the reconcile loop both reconcile; one at a time, or both would launch a
+        # sidecar for the same pod while the first awaits its token.
+        self._reconciling = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._synced = asyncio.Event()
         self._failures: dict[tuple[str, str], str] = {}
@@ -263,13 +266,14 @@ class DevNodeAgent:
             await self._reconcile_all()
 
     async def _reconcile_all(self) -> None:
-        for key in set(self._desired) | set(self._running):
-            try:
-                await self._reconcile(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("dev node agent: reconciling a pod failed", extra={"pod": "/".join(key)})
+        async with self._reconciling:
+            for key in set(self._desired) | set(self._running):
+                try:
+                    await self._reconcile(key)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("dev node agent: reconciling a pod failed", extra={"pod": "/".join(key)})
 
     async def _reconcile(self, key: tuple[str, str]) -> None:
         want = self._desired.get(key)
