@@ -120,6 +120,7 @@ async def test_create_returns_as_soon_as_running(cluster: FakeCluster) -> None:
 @pytest.mark.parametrize(("raw", "param", "code"), [
     (b"{not json", None, "invalid_json"),
     (b"", None, "invalid_json"),
+    (b"[" * 100_000 + b"]" * 100_000, None, "invalid_json"),  # nested deeper than the parser recurses
     (b"[1, 2]", None, "invalid_type"),
     (b'{"name": 12}', "name", "invalid_type"),
     (b'{"name": "x", "memory_limit": "3g"}', "memory_limit", "invalid_value"),

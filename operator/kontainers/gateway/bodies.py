@@ -19,7 +19,7 @@ async def read_json_object(request: web.Request) -> dict:
         raise APIError(400, "The request body is empty: a JSON object was expected.", code="invalid_json")
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         raise APIError(400, _NOT_JSON, code="invalid_json") from None
     if not isinstance(body, dict):
         raise APIError(400, "The request body must be a JSON object.", code="invalid_type")
