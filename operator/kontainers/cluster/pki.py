@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from kontainers.x509ca import self_signed_ca
+
 VALIDITY = datetime.timedelta(days=365)
 
 
@@ -68,27 +70,8 @@ class CertificateAuthority:
 
     def _self_signed(self) -> x509.Certificate:
         now = datetime.datetime.now(datetime.timezone.utc)
-        name = _name(self.common_name)
-        return (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self._key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + 10 * VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                    key_encipherment=False, data_encipherment=False, key_agreement=False,
-                    encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()), critical=False)
-            .sign(self._key, hashes.SHA256())
-        )
+        return self_signed_ca(self._key, _name(self.common_name), not_before=now - datetime.timedelta(minutes=5),
+                              not_after=now + 10 * VALIDITY)
 
     def issue(
         self,
