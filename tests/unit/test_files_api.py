@@ -230,3 +230,21 @@ async def test_an_expired_file_is_gone(server: TestServer, files_settings: Files
     with pytest.raises(openai.NotFoundError):
         await client.files.retrieve(old.id)
     assert await store.ids("tenant-a") == []  # removed when it was asked for
+
+
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("multipart/form-data", b"no boundary in the content type"),
+    ("multipart/form-data; boundary=B", b"no boundary in the body"),
+    ("multipart/form-data; boundary=B", b"--B\r\nheader-without-colon\r\n\r\nx\r\n--B--\r\n"),
+    ("multipart/form-data; boundary=B", b'--B\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nuser_data'
+     b'\r\n--B\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\nends without its boundary'),
+])
+async def test_a_malformed_multipart_body_is_400_and_nothing_is_kept(server: TestServer, content_type: str,
+                                                                    body: bytes) -> None:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY_A}"}) as session:
+        async with session.post(server.make_url("/v1/files"), data=body,
+                                headers={"Content-Type": content_type}) as response:
+            assert response.status == 400, await response.text()
+            assert response.content_type == "application/json"
+            assert (await response.json())["error"]["code"] == "invalid_multipart"
+    assert [f async for f in sdk(server).files.list()] == []

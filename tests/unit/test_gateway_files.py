@@ -202,3 +202,29 @@ async def test_file_activity_is_recorded(client, cluster: FakeCluster) -> None:
     container = await new_container(client)
     await client.get(f"/v1/containers/{container['id']}/files", headers=AUTH)
     assert cluster.annotations_written, "a file operation counts as activity"
+
+
+MALFORMED_MULTIPART = [
+    ("multipart/form-data", b"no boundary in the content type"),
+    ("multipart/form-data; boundary=B", b"no boundary in the body"),
+    ("multipart/form-data; boundary=B", b"--B\r\nheader-without-colon\r\n\r\nx\r\n--B--\r\n"),
+    ("multipart/form-data; boundary=B", b'--B\r\nContent-Disposition: form-data; name="file"; filename="a"\r\nX-'
+     + b"y" * 100_000 + b"\r\n\r\nx\r\n--B--\r\n"),
+]
+
+
+@pytest.mark.parametrize(("content_type", "body"), MALFORMED_MULTIPART)
+async def test_a_malformed_multipart_body_is_400(client, content_type: str, body: bytes) -> None:
+    container = await new_container(client)
+    error = await expect_error(await client.post(f"/v1/containers/{container['id']}/files", data=body,
+                                                 headers={**AUTH, "Content-Type": content_type}), 400)
+    assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_multipart")
+
+
+async def test_a_file_id_part_is_read_only_up_to_a_small_limit(client) -> None:
+    container = await new_container(client)
+    body = (b'--B\r\nContent-Disposition: form-data; name="file_id"\r\n\r\nfile-' + b"a" * 300_000
+            + b"\r\n--B--\r\n")
+    error = await expect_error(await client.post(f"/v1/containers/{container['id']}/files", data=body, headers={
+        **AUTH, "Content-Type": "multipart/form-data; boundary=B"}), 400)
+    assert error["param"] == "file_id" and len(error["message"]) < 200

@@ -38,6 +38,7 @@ from kontainers.files.store import (
     new_file_id,
 )
 from kontainers.gateway.auth import TENANT
+from kontainers.gateway.bodies import multipart_parts, part_chunks, read_field
 from kontainers.gateway.errors import APIError, bad_request
 from kontainers.observability import FILE_BYTES
 from kontainers.settings import FilesSettings
@@ -49,7 +50,6 @@ FILE_STORE = web.AppKey("file_store", FileStore)
 FILES_SETTINGS = web.AppKey("files_settings", FilesSettings)
 
 CHUNK = 256 * 1024
-MAX_FIELD_BYTES = 1024  # purpose, expires_after[...]: short text fields
 MAX_FILENAME_BYTES = 255
 _MULTIPART_OVERHEAD = 64 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -102,15 +102,6 @@ def clean_filename(raw: str | None) -> str:
 
 def too_large(limit: int) -> APIError:
     return APIError(413, f"File is larger than the limit of {limit} bytes.", param="file", code="file_too_large")
-
-
-async def _field(part: aiohttp.BodyPartReader) -> str:
-    data = bytearray()
-    while chunk := await part.read_chunk(MAX_FIELD_BYTES):
-        data += chunk
-        if len(data) > MAX_FIELD_BYTES:
-            raise bad_request(f"The '{part.name}' field is too long.", param=part.name)
-    return data.decode(errors="replace").strip()
 
 
 class _UploadForm:
@@ -170,11 +161,11 @@ async def upload_file(request: web.Request) -> web.Response:
     form = _UploadForm()
     stored: FileRecord | None = None
     try:
-        async for part in await request.multipart():
+        async for part in multipart_parts(request):
             if not isinstance(part, aiohttp.BodyPartReader) or not part.name:
                 raise bad_request("Nested multipart bodies are not supported.", param="file")
             if part.name != "file":
-                form.take(part.name, await _field(part))
+                form.take(part.name, await read_field(part))
                 continue
             if stored is not None:
                 raise bad_request("Only one 'file' part may be sent.", param="file")
@@ -202,7 +193,7 @@ async def upload_file(request: web.Request) -> web.Response:
 
 
 async def _chunks(part: aiohttp.BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(CHUNK):
+    async for chunk in part_chunks(part, CHUNK):
         FILE_BYTES.labels("upload").inc(len(chunk))
         yield chunk
 

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from .errors import APIError
+from .errors import APIError, bad_request
+
+MAX_FIELD_BYTES = 1024  # text fields of a multipart body (purpose, file_id, …) are short
+# What aiohttp's multipart parser raises on a body that is not well-formed: no or wrong boundary,
+# bad part headers, a body that ends inside a part.
+_MULTIPART_ERRORS = (ValueError, HttpProcessingError)
 
 _NOT_JSON = ("We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
              "your HTTP library correctly. The API expects a JSON payload, but what was sent was not valid JSON.)")
@@ -32,3 +40,39 @@ def retry_count(request: web.Request) -> int:
         return max(0, int(request.headers.get("x-stainless-retry-count", "0")))
     except ValueError:
         return 0
+
+
+def malformed_multipart() -> APIError:
+    return APIError(400, "The multipart/form-data body could not be parsed.", code="invalid_multipart")
+
+
+async def multipart_parts(request: web.Request) -> AsyncIterator[aiohttp.BodyPartReader | aiohttp.MultipartReader]:
+    """The parts of a multipart body in order, streamed; a malformed body is a 400."""
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            yield part
+    except _MULTIPART_ERRORS:
+        raise malformed_multipart() from None
+
+
+async def read_field(part: aiohttp.BodyPartReader, max_bytes: int = MAX_FIELD_BYTES) -> str:
+    """A short text part, read only up to `max_bytes` (past that a 400 naming the field)."""
+    data = bytearray()
+    try:
+        while chunk := await part.read_chunk(max_bytes):
+            data += chunk
+            if len(data) > max_bytes:
+                raise bad_request(f"The '{part.name}' field is too long.", param=part.name)
+    except _MULTIPART_ERRORS:
+        raise malformed_multipart() from None
+    return data.decode(errors="replace").strip()
+
+
+async def part_chunks(part: aiohttp.BodyPartReader, size: int) -> AsyncIterator[bytes]:
+    """The content of a (file) part, chunk by chunk; a body ending inside it is a 400."""
+    try:
+        while chunk := await part.read_chunk(size):
+            yield chunk
+    except _MULTIPART_ERRORS:
+        raise malformed_multipart() from None

@@ -19,7 +19,7 @@ from ..api.pagination import ListParams, Page
 from ..observability import FILE_BYTES
 from . import resource
 from .auth import TENANT
-from .bodies import read_json_object
+from .bodies import multipart_parts, read_field, read_json_object
 from ..files.inputs import copy_into_container, stored_file
 from ..files.routes import FILE_STORE
 from .container_routes import find_container, touch
@@ -82,7 +82,7 @@ async def _upload(request: web.Request, obj: dict) -> web.Response:
         raise _too_large(limit)
     part = await _file_part(request)
     if part.name == "file_id":  # the multipart spelling of {"file_id": …}
-        return await _copy_stored_file(request, obj, (await part.text()).strip())
+        return await _copy_stored_file(request, obj, await read_field(part))
     filename = part.filename or "upload"
 
     sent = 0
@@ -125,7 +125,7 @@ async def _upload(request: web.Request, obj: dict) -> web.Response:
 
 async def _file_part(request: web.Request) -> aiohttp.BodyPartReader:
     """The `file` part of the multipart body (parts before it are skipped unread)."""
-    async for part in await request.multipart():
+    async for part in multipart_parts(request):
         if not isinstance(part, aiohttp.BodyPartReader):
             continue
         if part.name in ("file", "file_id"):
