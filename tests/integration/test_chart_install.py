@@ -27,16 +27,6 @@ FORBIDDEN = re.compile(r"[Ff]orbidden")  # the API server's reason, in kubectl's
 
 
 @pytest.fixture(scope="module")
-def no_session_operator(operator):
-    """Pause the session's operator (it watches every namespace) while this module runs."""
-    operator.stop()
-    try:
-        yield
-    finally:
-        operator.start()
-
-
-@pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("chart-install")
 

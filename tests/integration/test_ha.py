@@ -24,15 +24,6 @@ CONTAINERS = 12
 
 
 @pytest.fixture(scope="module")
-def no_session_operator(operator):
-    operator.stop()
-    try:
-        yield
-    finally:
-        operator.start()
-
-
-@pytest.fixture(scope="module")
 def setup(cluster, container_crd, no_session_operator, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("ha")
     suffix = uuid.uuid4().hex[:6]
