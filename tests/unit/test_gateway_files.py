@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import aiohttp
 import pytest
@@ -228,3 +229,28 @@ async def test_a_file_id_part_is_read_only_up_to_a_small_limit(client) -> None:
     error = await expect_error(await client.post(f"/v1/containers/{container['id']}/files", data=body, headers={
         **AUTH, "Content-Type": "multipart/form-data; boundary=B"}), 400)
     assert error["param"] == "file_id" and len(error["message"]) < 200
+
+
+async def test_a_sidecar_that_does_not_accept_the_connection_in_time_is_503(cluster: FakeCluster) -> None:
+    # A listener whose accept queue is full: the kernel drops further SYNs, so connecting hangs
+    # (as with a pod IP whose pod just went away) until the gateway's connect timeout.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(listener.getsockname())
+        fillers.append(filler)
+    cluster.operator = run_immediately(cluster, pod_ip="127.0.0.1", token=TOKEN)
+    client = await start_client(cluster, sidecar_port=listener.getsockname()[1], sidecar_connect_timeout=0.3)
+    try:
+        container = await new_container(client)
+        response = await client.get(f"/v1/containers/{container['id']}/files", headers=AUTH)
+        error = await expect_error(response, 503)
+        assert error["code"] == "container_not_ready" and "Retry-After" in response.headers
+    finally:
+        await client.close()
+        for sock in [listener, *fillers]:
+            sock.close()

@@ -104,9 +104,10 @@ class SidecarClient:
         headers = {"Authorization": f"Bearer {await self._token(obj)}", **kwargs.pop("headers", {})}
         try:
             response = await self.session.request(method, url, headers=headers, **kwargs)
-        except aiohttp.ClientConnectorError as exc:
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # Refused, or no answer within the connect timeout (a pod IP whose pod just went away).
             log.info("sidecar of %s/%s not reachable: %s", obj["metadata"]["namespace"], obj["metadata"]["name"],
-                     exc.os_error)
+                     getattr(exc, "os_error", None) or "connect timeout")
             raise not_ready(self.retry_after) from None
         async with response:
             if response.status >= 400:
