@@ -7,6 +7,7 @@ import socket
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from fixtures.gateway_fake import FakeCluster, run_immediately, start_client
@@ -254,3 +255,29 @@ async def test_a_sidecar_that_does_not_accept_the_connection_in_time_is_503(clus
         await client.close()
         for sock in [listener, *fillers]:
             sock.close()
+
+
+@pytest.mark.parametrize("reply", [
+    b'{"data": [], "has_more": false, "padding": "' + b"x" * (8 * 1024 * 1024) + b'"}',  # never read whole
+    b'{"data": [{"id": "cfile_x", "path": "/mnt/data/x", "bytes": -1}], "has_more": false}',
+    b"not json",
+])
+async def test_an_oversized_or_invalid_sidecar_reply_is_502(cluster: FakeCluster, reply: bytes) -> None:
+    # The sandbox shares the pod's network: if the sidecar is down, something else may answer on its port.
+    async def impostor(request: web.Request) -> web.Response:
+        return web.Response(body=reply, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/files", impostor)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    cluster.operator = run_immediately(cluster, token=TOKEN)
+    client = await start_client(cluster, sidecar_port=server.port)
+    try:
+        container = await new_container(client)
+        response = await client.get(f"/v1/containers/{container['id']}/files", headers=AUTH)
+        error = await expect_error(response, 502)
+        assert error["type"] == "server_error"
+    finally:
+        await client.close()
+        await server.close()

@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
+from pydantic import BaseModel, ValidationError
 
 from ..api.container_file import FileRecord, FileRecordList
 from ..resources import names
@@ -20,6 +21,10 @@ from .cluster import Cluster
 from .errors import APIError, not_ready
 
 log = logging.getLogger(__name__)
+
+# The largest JSON reply read from a sidecar: a page of 100 records is ~150 KB. The sandbox shares
+# the pod's network, so whatever answers on the sidecar port is not trusted to be small or well-formed.
+MAX_REPLY_BYTES = 1024 * 1024
 
 
 class SidecarClient:
@@ -51,18 +56,18 @@ class SidecarClient:
     async def upload(self, obj: Mapping, filename: str, chunks: AsyncIterator[bytes]) -> FileRecord:
         async with self._call(obj, "PUT", "/files", params={"name": filename}, data=chunks,
                               headers={"Content-Type": "application/octet-stream"}) as response:
-            return FileRecord.model_validate(await response.json(content_type=None))
+            return await _parsed(response, FileRecord)
 
     async def list(self, obj: Mapping, *, after: str | None, limit: int, order: str) -> FileRecordList:
         params = {"limit": str(limit), "order": order}
         if after:
             params["after"] = after
         async with self._call(obj, "GET", "/files", params=params) as response:
-            return FileRecordList.model_validate(await response.json(content_type=None))
+            return await _parsed(response, FileRecordList)
 
     async def get(self, obj: Mapping, file_id: str) -> FileRecord:
         async with self._call(obj, "GET", f"/files/{file_id}") as response:
-            return FileRecord.model_validate(await response.json(content_type=None))
+            return await _parsed(response, FileRecord)
 
     async def delete(self, obj: Mapping, file_id: str) -> None:
         async with self._call(obj, "DELETE", f"/files/{file_id}"):
@@ -72,7 +77,10 @@ class SidecarClient:
         """`PUT /skills`: a skill bundle zip, unpacked by the sidecar into /mnt/skills."""
         async with self._call(obj, "PUT", "/skills", data=chunks,
                               headers={"Content-Type": "application/zip"}) as response:
-            return await response.json(content_type=None)
+            try:
+                return await _json(response)
+            except ValueError:
+                raise _invalid_reply() from None
 
     def content(self, obj: Mapping, file_id: str) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
         """The raw response of `GET /files/{id}/content`, to be streamed by the caller."""
@@ -121,10 +129,31 @@ class SidecarClient:
                         obj["metadata"]["name"])
             return APIError(502, "The container's file service rejected the gateway.", type="server_error")
         try:
-            error = json.loads(await response.read())["error"]
+            error = (await _json(response))["error"]
             return APIError(response.status, str(error.get("message") or response.reason), type=error.get("type")
                             or "invalid_request_error", param=error.get("param"), code=error.get("code"))
         except (ValueError, KeyError, TypeError, AttributeError):
             return APIError(response.status if response.status < 500 else 502,
                             f"The container's file service answered {response.status}.",
                             type="server_error" if response.status >= 500 else "invalid_request_error")
+
+
+def _invalid_reply() -> APIError:
+    return APIError(502, "The container's file service sent an invalid reply.", type="server_error")
+
+
+async def _json(response: aiohttp.ClientResponse) -> object:
+    """The reply's JSON, read up to MAX_REPLY_BYTES; ValueError when it is not JSON or too long."""
+    raw = bytearray()
+    async for chunk in response.content.iter_any():
+        raw += chunk
+        if len(raw) > MAX_REPLY_BYTES:
+            raise ValueError(f"the reply is longer than {MAX_REPLY_BYTES} bytes")
+    return json.loads(raw)
+
+
+async def _parsed(response: aiohttp.ClientResponse, model: type[BaseModel]):
+    try:
+        return model.model_validate(await _json(response))
+    except (ValueError, ValidationError):
+        raise _invalid_reply() from None
