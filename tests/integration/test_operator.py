@@ -256,6 +256,27 @@ def test_deleted_pod_is_recreated(k: Kubectl, cluster):
     assert len(k.list("pods", f"{names.LABEL_CONTAINER_ID}={body['status']['id']}")) == 1
 
 
+def test_a_pod_the_api_server_refused_to_recreate_comes_back(k: Kubectl, cluster):
+    """kopf never retries a watch-event handler: when recreating a deleted pod fails (here a
+    ResourceQuota refuses it), the periodic sweep must notice the missing pod and try again."""
+    k.apply("stubborn", {"name": "stubborn"})
+    body = k.wait_status("stubborn", "running")
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-pods", "namespace": k.ns},
+             "spec": {"hard": {"pods": "0"}}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(quota))
+    k.wait(lambda: "pods" in ((k.get("resourcequota", "no-pods") or {}).get("status") or {}).get("used", {}),
+           "the quota's usage")
+    old = k.pod_of(body)
+    cluster.kubectl("-n", k.ns, "delete", "pod", old["metadata"]["name"], "--wait=false")
+    k.wait(lambda: "exceeded quota" in k.operator.tail(400), "the recreation to be refused")
+    time.sleep(2)  # a few sweeps with the quota still in place
+    assert k.pod_of(body) is None
+    cluster.kubectl("-n", k.ns, "delete", "resourcequota", "no-pods")
+    new = k.wait(lambda: k.pod_of(body), "the pod to be recreated once the quota is gone", timeout=30)
+    assert new["metadata"]["uid"] != old["metadata"]["uid"]
+    k.wait_status("stubborn", "running")
+
+
 def test_deleting_the_container_garbage_collects_children(k: Kubectl, cluster):
     k.apply("doomed", {"name": "doomed"})
     body = k.wait_status("doomed", "running")

@@ -61,3 +61,23 @@ def test_event_refers_to_the_container():
                                        "name": "c", "namespace": "n", "uid": "u"}
     assert (event["type"], event["reason"]) == ("Normal", "Expired")
     assert event["metadata"] == {"generateName": "c.", "namespace": "n"}
+
+
+def test_lost_pods_are_those_missing_in_two_sweeps_in_a_row():
+    from kontainers.controller.lost_pods import RECONCILE_FAILED, LostPods, pod_key
+
+    live = container({"status": "running"})
+    fresh = {**container({}), "metadata": {**container()["metadata"], "name": "fresh", "uid": "u2"}}
+    expired = {**container({"status": "expired"}), "metadata": {**container()["metadata"], "uid": "u3"}}
+    broken = {**container({"status": "failed", "reason": RECONCILE_FAILED}),
+              "metadata": {**container()["metadata"], "uid": "u4"}}
+    pods: set = set()
+    lost = LostPods(lambda key: key in pods)
+    everyone = [live, fresh, expired, broken]
+    assert lost.select(everyone) == []  # first sighting: the pod may be on its way
+    assert lost.select(everyone) == [live]  # still missing: reconcile it again
+    pods.add(pod_key(live))
+    assert lost.select(everyone) == []
+    pods.clear()
+    assert lost.select(everyone) == []  # a new absence starts counting again
+    assert lost.select([container({"status": "pending"}, deleting=True)] * 2) == []

@@ -3,7 +3,8 @@
 Every `expiry_check_interval` seconds the sweep looks at each known Container: a running one
 whose last activity + `minutes` has passed is expired (status first, so the pod watcher does not
 recreate the pod; then pod, Secret and NetworkPolicy are deleted); an expired one older than
-`expired_retention` is deleted.
+`expired_retention` is deleted. The same sweep hands Containers whose pod went missing to
+`repair` (see `lost_pods`).
 
 Not a kopf timer per Container: kopf gives every object with a timer a finalizer, and a
 finalizer would keep any Container — and any namespace holding one — from being deleted while
@@ -19,12 +20,15 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+import kopf
+
 from ..resources.owner import ContainerRef
 from ..settings import OperatorSettings
 from . import status as st
 from .children import delete_children
 from .events import post_event
 from .kube import Body, Kube
+from .lost_pods import LostPods
 from .writer import update_status
 
 logger = logging.getLogger(__name__)
@@ -76,31 +80,45 @@ async def delete_expired(kube: Kube, body: Body, retention: float) -> None:
     await kube.delete_container(meta["namespace"], meta["name"], meta["uid"])
 
 
-async def sweep(kube: Kube, settings: OperatorSettings, containers: Iterable[Body], moment: datetime) -> None:
+Repair = Callable[[Body], Awaitable[None]]
+
+
+async def sweep(kube: Kube, settings: OperatorSettings, containers: Iterable[Body], moment: datetime,
+                lost: Iterable[Body] = (), repair: Repair | None = None) -> None:
+    """Expire, delete or (the `lost` ones, with `repair`) reconcile each Container that needs it."""
     limit = asyncio.Semaphore(PARALLEL)
+    lost_uids = {body["metadata"]["uid"] for body in lost}
 
     async def one(body: Body) -> None:
+        meta = body.get("metadata") or {}
         async with limit:
             try:
                 if due_for_expiry(body, moment):
                     await expire(kube, ContainerRef.from_body(body), moment, body)
                 elif due_for_deletion(body, moment, settings.expired_retention):
                     await delete_expired(kube, body, settings.expired_retention)
+                elif repair is not None and meta.get("uid") in lost_uids:
+                    logger.info("%s/%s has no pod; reconciling it again", meta.get("namespace"), meta.get("name"))
+                    await repair(body)
+            except kopf.TemporaryError as error:  # e.g. waiting for the egress proxy's CA
+                logger.info("%s/%s: %s; retrying next round", meta.get("namespace"), meta.get("name"), error)
             except Exception:
-                meta = body.get("metadata") or {}
-                logger.exception("expiry of %s/%s failed; retrying next round", meta.get("namespace"), meta.get("name"))
+                logger.exception("sweep of %s/%s failed; retrying next round", meta.get("namespace"), meta.get("name"))
 
     await asyncio.gather(*(one(body) for body in containers))
 
 
 async def run_sweeps(kube: Kube, settings: OperatorSettings, snapshot: Callable[[], list[Body]],
-                     active: Callable[[], Awaitable[bool]]) -> None:
+                     active: Callable[[], Awaitable[bool]], lost_pods: LostPods | None = None,
+                     repair: Repair | None = None) -> None:
     """Forever: wait one interval, then sweep if this replica is the active one."""
     while True:
         await asyncio.sleep(settings.expiry_check_interval)
         try:
             if await active():
-                await sweep(kube, settings, snapshot(), st.now())
+                containers = snapshot()
+                lost = lost_pods.select(containers) if lost_pods is not None else []
+                await sweep(kube, settings, containers, st.now(), lost, repair)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -7,7 +7,7 @@
   in status.lastActiveAt/expiresAt; its files-delivered annotation lets a pod waiting for its
   file_ids/skills become running (kontainers.files.gate).
 - the expiry sweep (started at startup, `expiry.py`): idle containers expire; expired ones are
-  deleted after the retention.
+  deleted after the retention; live ones whose pod is missing are reconciled again (`lost_pods.py`).
 
 Handlers are registered on an explicit registry by `register()`, because intervals come from
 settings that are only known once the command line is parsed.
@@ -36,9 +36,11 @@ from ..resources.owner import ContainerRef
 from ..settings import OperatorSettings
 from . import status as st
 from .children import delete_children, ensure_network_policy, ensure_pod, ensure_secret
+from .events import post_event
 from .expiry import run_sweeps
 from .kube import Body, Kube, is_namespace_terminating
 from .leadership import Peer, is_active
+from .lost_pods import LostPods
 from .writer import metric_key, update_status
 
 logger = logging.getLogger(__name__)
@@ -61,14 +63,23 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, me: Pe
         return await kopf.login_via_async_client(**kwargs)
 
     @kopf.on.startup(id="connect", registry=registry)
-    async def connect(memo: kopf.Memo, containers: kopf.Index, **_: Any) -> None:
+    async def connect(memo: kopf.Memo, containers: kopf.Index, pods: kopf.Index, **_: Any) -> None:
         memo.kube = kube = await Kube.connect(settings.kubeconfig)
 
         def snapshot() -> list[Body]:
             return [body for store in containers.values() for body in store]
 
+        async def repair(body: Body) -> None:
+            meta = body["metadata"]
+            fresh = await kube.get_container(meta["namespace"], meta["name"])
+            if fresh is not None and fresh["metadata"]["uid"] == meta["uid"]:
+                with _unless_namespace_terminating():
+                    await _reconcile(kube, settings, kopf.Body(fresh), kopf.Patch())
+
         memo.sweeper = asyncio.create_task(
-            run_sweeps(kube, settings, snapshot, lambda: is_active(kube, settings, me)), name="expiry sweep")
+            run_sweeps(kube, settings, snapshot, lambda: is_active(kube, settings, me),
+                       LostPods(lambda key: key in pods), repair),
+            name="expiry sweep")
 
     @kopf.on.cleanup(id="disconnect", registry=registry)
     async def disconnect(memo: kopf.Memo, **_: Any) -> None:
@@ -89,6 +100,11 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, me: Pe
     @kopf.index(*CONTAINERS_RESOURCE, id="containers", registry=registry)
     def containers(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], Body]:
         return {(namespace, name): _snapshot(body)}
+
+    # The sandbox pods that exist, by (namespace, name): the sweep finds Containers without one.
+    @kopf.index("", "v1", "pods", id="pods", labels=POD_LABELS, registry=registry)
+    def pods(namespace: str, name: str, **_: Any) -> dict[tuple[str, str], bool]:
+        return {(namespace, name): True}
 
     @kopf.on.event("", "v1", "pods", id="pod", labels=POD_LABELS, registry=registry)
     async def pod_changed(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo,
@@ -113,11 +129,17 @@ def _unless_namespace_terminating() -> Iterator[None]:
         logger.debug("namespace is terminating; nothing to reconcile")
 
 
-def _event(body: Mapping[str, Any], kind: str, *, reason: str, message: str) -> None:
-    """A Kubernetes Event on the Container (kopf.event: kopf.info would obey posting.level)."""
+async def _event(kube: Kube, body: Mapping[str, Any], kind: str, *, reason: str, message: str) -> None:
+    """A Kubernetes Event on the Container (kopf.event: kopf.info would obey posting.level).
+
+    kopf's poster exists only inside its handlers; the sweep posts its own."""
+    try:
+        kopf.event(body, type=kind, reason=reason, message=message)
+    except LookupError:
+        await post_event(kube, body, kind, reason, message)
+        return
     meta = body["metadata"]
     logger.info("%s/%s: %s: %s", meta.get("namespace"), meta.get("name"), reason, message)
-    kopf.event(body, type=kind, reason=reason, message=message)
 
 
 # --- create / resume / update ------------------------------------------------------------------
@@ -166,10 +188,11 @@ async def _reconcile(kube: Kube, settings: OperatorSettings, body: kopf.Body, pa
         await _forget_delivery(kube, ref, current)
     pod, created = await ensure_pod(kube, ref, settings)
     if created:
-        if was_running:
-            _event(current, "Warning", reason="PodRecreated", message=f"pod {ref.pod_name} disappeared; recreated it")
+        if was_running or _ever_recreated(body.status):  # the latter: a recreation that failed before
+            await _event(kube, current, "Warning", reason="PodRecreated",
+                         message=f"pod {ref.pod_name} disappeared; recreated it")
         else:
-            _event(current, "Normal", reason="Created", message=f"created pod {ref.pod_name}")
+            await _event(kube, current, "Normal", reason="Created", message=f"created pod {ref.pod_name}")
     else:
         await _follow_pod(kube, ref, pod)  # adopted: the pod may be further along than the status
 
@@ -239,14 +262,14 @@ async def _follow_pod(kube: Kube, ref: ContainerRef, pod: Body, container: Body 
     if written is None or _expired(written):
         return
     if state.status == "running" and before.get("status") != "running":
-        _event(written, "Normal", reason="Ready", message=f"pod {ref.pod_name} is running at {state.pod_ip}")
+        await _event(kube, written, "Normal", reason="Ready", message=f"pod {ref.pod_name} is running at {state.pod_ip}")
         created = st.parse_time(written["metadata"].get("creationTimestamp"))
         first_start = not before.get("podIP") or before.get("reason") == gate.DELIVERING_FILES
         if created and first_start and not _ever_recreated(before):
             CREATE_SECONDS.observe(max(0.0, (datetime.now(created.tzinfo) - created).total_seconds()))
     if state.status == "failed":
         if before.get("status") != "failed":
-            _event(written, "Warning", reason="Failed", message=f"pod {ref.pod_name}: {state.reason}: {state.message}")
+            await _event(kube, written, "Warning", reason="Failed", message=f"pod {ref.pod_name}: {state.reason}: {state.message}")
         # Evicted or otherwise finished for good: a fresh pod replaces it (DELETED → recreate).
         await kube.delete("Pod", ref.namespace, ref.pod_name, uid=pod["metadata"]["uid"])
 
@@ -280,7 +303,8 @@ async def _recreate_pod(kube: Kube, settings: OperatorSettings, ref: ContainerRe
     await _forget_delivery(kube, ref, written)
     pod, created = await ensure_pod(kube, ref, settings)
     if created:
-        _event(written, "Warning", reason="PodRecreated", message=f"pod {ref.pod_name} was deleted; recreated it")
+        await _event(kube, written, "Warning", reason="PodRecreated",
+                     message=f"pod {ref.pod_name} was deleted; recreated it")
     else:
         await _follow_pod(kube, ref, pod)
 
