@@ -408,3 +408,27 @@ async def test_a_skill_bundle_over_the_limit_is_413_and_needs_the_token(client):
     resp = await client.put("/skills", data=b"x" * (50 * 1024 * 1024 + 1), headers=AUTH)
     assert resp.status == 413
     assert_error(await resp.json())
+
+
+async def test_a_directory_swapped_for_an_outward_symlink_during_a_scan_is_not_entered(client, root, tmp_path,
+                                                                                      monkeypatch):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("outside the root")
+    (root / "sub").mkdir()
+    (root / "sub" / "x.txt").write_text("inside")
+    real_scandir = os.scandir
+    swapped = []
+
+    def scandir_then_swap(path):
+        entries = list(real_scandir(path))
+        if not swapped and any(entry.name == "sub" for entry in entries):
+            # The sandbox's move, between the scan seeing a directory and entering it.
+            (root / "sub").rename(root / "moved")
+            (root / "sub").symlink_to(outside)
+            swapped.append(True)
+        return iter(entries)
+
+    monkeypatch.setattr(os, "scandir", scandir_then_swap)
+    listed = {r["path"] for r in await list_all(client)}
+    assert swapped and "/mnt/data/sub/secret.txt" not in listed

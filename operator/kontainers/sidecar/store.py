@@ -227,35 +227,43 @@ class FileStore:
 
     def _walk(self) -> dict[str, int]:
         """path → size of every file under the root: regular files, and symlinks to regular files
-        inside the root. Directories behind symlinks are not entered (no loops, no escapes)."""
+        inside the root. Each directory is opened from the root without following symlinks, so one
+        the sandbox swaps for a symlink after it was seen is skipped, never entered."""
         found: dict[str, int] = {}
-        pending = [""]
+        pending: list[tuple[str, ...]] = [()]
         while pending:
-            rel = pending.pop()
+            parent = pending.pop()
             try:
-                entries = list(os.scandir(os.path.join(self._root_real, rel)))
+                dir_fd = paths.open_dir(self._root_fd, parent)
             except OSError:
-                continue
-            for entry in entries:
-                path = f"{rel}/{entry.name}" if rel else entry.name
-                if path == paths.META_DIR:
-                    continue
-                try:
-                    path.encode("utf-8")
-                except UnicodeEncodeError:
-                    continue  # not representable in a JSON record
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        pending.append(path)
-                    elif entry.is_file(follow_symlinks=False):
-                        found[path] = entry.stat(follow_symlinks=False).st_size
-                    elif entry.is_symlink():
-                        inside = paths.resolve_inside(self._root_real, tuple(path.split("/")))
-                        target = os.path.join(self._root_real, *inside) if inside else None
-                        if target and stat.S_ISREG(os.stat(target, follow_symlinks=False).st_mode):
-                            found[path] = os.stat(target, follow_symlinks=False).st_size
-                except OSError:
-                    continue  # removed while we looked
+                continue  # removed, or no longer a directory
+            try:
+                entries = list(os.scandir(dir_fd))
+            except OSError:
+                entries = []
+            try:
+                for entry in entries:
+                    if not parent and entry.name == paths.META_DIR:
+                        continue
+                    path = "/".join((*parent, entry.name))
+                    try:
+                        path.encode("utf-8")
+                    except UnicodeEncodeError:
+                        continue  # not representable in a JSON record
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            pending.append((*parent, entry.name))
+                        elif entry.is_file(follow_symlinks=False):
+                            found[path] = entry.stat(follow_symlinks=False).st_size
+                        elif entry.is_symlink():
+                            inside = paths.resolve_inside(self._root_real, tuple(path.split("/")))
+                            target = os.path.join(self._root_real, *inside) if inside else None
+                            if target and stat.S_ISREG(os.stat(target, follow_symlinks=False).st_mode):
+                                found[path] = os.stat(target, follow_symlinks=False).st_size
+                    except OSError:
+                        continue  # removed while we looked
+            finally:
+                os.close(dir_fd)
         return found
 
     # --- reads -----------------------------------------------------------------------------------
