@@ -11,7 +11,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "cluster": ("kontainers.cluster.launcher", "run the local Kubernetes control plane in the foreground"),
-    "dev": ("kontainers.cluster.dev", "run everything locally: control plane, operator, gateway, node agent"),
+    "dev": ("kontainers.cluster.dev", "run everything locally: control plane, egress proxy, operator, gateway, node agent"),
     "operator": ("kontainers.controller.main", "run the Container operator (kopf)"),
     "gateway": ("kontainers.gateway.main", "run the OpenAI-compatible /v1 gateway"),
     "sidecar": ("kontainers.sidecar.main", "run the files sidecar that owns /mnt/data"),

@@ -1,17 +1,17 @@
 """`kontainers dev --state-dir DIR`: the whole product on this machine, for trying it and for tests.
 
 Starts the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok), installs
-the Container CRD, runs `kontainers operator` and `kontainers gateway` as child processes, runs the
-dev node agent (a real files sidecar per Running pod, since kwok pods run nothing), and creates a
-tenant namespace (Pod Security `restricted`) with an API key. When the gateway answers /readyz it
-writes, in this order:
+the Container CRD, runs `kontainers egress`, `kontainers operator` and `kontainers gateway` as child
+processes, runs the dev node agent (a real files sidecar per Running pod, since kwok pods run
+nothing), and creates a tenant namespace (Pod Security `restricted`) with an API key. When the
+gateway answers /readyz it writes, in this order:
 
     DIR/kubeconfig    admin kubeconfig of the control plane
     DIR/env           OPENAI_BASE_URL=…/v1, OPENAI_API_KEY=…, KUBECONFIG=… (their presence = ready)
 
 and runs until SIGTERM/SIGINT, then stops everything (no process left) and exits 0. Both files are
-removed on the way out. Logs: DIR/logs/{operator,gateway}.log, DIR/cluster/logs/, and each pod's
-sidecar log under DIR/pods/<namespace>/<pod>/. The API key is kept in DIR/apikey (mode 0600), so a
+removed on the way out. Logs: DIR/logs/{egress,operator,gateway}.log, DIR/cluster/logs/, and each
+pod's sidecar log under DIR/pods/<namespace>/<pod>/. The API key is kept in DIR/apikey (mode 0600), so a
 restart with the same DIR keeps both the containers and the key.
 """
 
@@ -213,7 +213,7 @@ def try_it(state_dir: Path, bin_dir: Path, base_url: str) -> str:
     return (
         f"kontainers dev is ready: {base_url}\n"
         f"  set -a; . {shlex.quote(str(env))}; set +a\n"
-        "  python -c 'import openai; c = openai.OpenAI(); print(c.containers.create(name=\"hello\"))'\n"
+        f"  {shlex.quote(sys.executable)} -c 'import openai; c = openai.OpenAI(); print(c.containers.create(name=\"hello\"))'\n"
         f"  {shlex.quote(str(bin_dir / 'kubectl'))} get containers -A\n"
         f"Logs in {state_dir / 'logs'}/. Press Ctrl-C (or send SIGTERM) to stop."
     )
