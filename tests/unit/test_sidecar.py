@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -432,3 +433,24 @@ async def test_a_directory_swapped_for_an_outward_symlink_during_a_scan_is_not_e
     monkeypatch.setattr(os, "scandir", scandir_then_swap)
     listed = {r["path"] for r in await list_all(client)}
     assert swapped and "/mnt/data/sub/secret.txt" not in listed
+
+
+async def test_a_skill_bundle_is_spooled_to_disk_not_held_in_memory(client, root):
+    # The sidecar runs with a small memory limit (256Mi by default) and bundles may be 50 MB.
+    bundle = skill_zip({"big/SKILL.md": b"# big", "big/data.bin": os.urandom(20 * 1024 * 1024)})
+
+    async def chunks():  # as the gateway sends it, streamed from its file store
+        for start in range(0, len(bundle), 256 * 1024):
+            yield bundle[start:start + 256 * 1024]
+
+    tracemalloc.start()
+    try:
+        resp = await client.put("/skills", data=chunks(), headers=AUTH)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert resp.status == 201, await resp.text()
+    assert peak < 10 * 1024 * 1024, f"peak {peak} bytes for a {len(bundle)}-byte bundle"
+    skills = root.parent / "skills"
+    assert (skills / "big" / "data.bin").stat().st_size == 20 * 1024 * 1024
+    assert sorted(p.name for p in skills.iterdir()) == ["big"]  # no spool file left behind

@@ -18,6 +18,7 @@ import asyncio
 import hmac
 import logging
 import os
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,17 +214,28 @@ async def put_skill(request: web.Request) -> web.Response:
     limit = skills.DEFAULT_LIMITS.max_compressed_bytes
     if request.content_length is not None and request.content_length > limit:
         raise SidecarError(413, f"Skill bundle is larger than {limit} bytes.", code="file_too_large")
-    data = bytearray()  # bounded by the limit; the bundle is read from its central directory
-    async for chunk in request.content.iter_chunked(UPLOAD_CHUNK):
-        data += chunk
-        if len(data) > limit:
-            raise SidecarError(413, f"Skill bundle is larger than {limit} bytes.", code="file_too_large")
+    # Spooled to a hidden file beside the skills (the sidecar's memory limit is small); the bundle
+    # is then read from its central directory.
+    await asyncio.to_thread(config.skills_root.mkdir, parents=True, exist_ok=True)
+    spool = config.skills_root / f".upload-{secrets.token_hex(8)}.zip"
+    handle = await asyncio.to_thread(open, spool, "xb")
     try:
+        try:
+            size = 0
+            async for chunk in request.content.iter_chunked(UPLOAD_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise SidecarError(413, f"Skill bundle is larger than {limit} bytes.", code="file_too_large")
+                await asyncio.to_thread(handle.write, chunk)
+        finally:
+            await asyncio.to_thread(handle.close)
         async with request.app[SKILLS_LOCK]:
-            target = await asyncio.to_thread(skills.unpack, bytes(data), config.skills_root)
+            target = await asyncio.to_thread(skills.unpack, spool, config.skills_root)
     except skills.SkillBundleError as exc:
         raise SidecarError(400, str(exc), code="invalid_skill_bundle") from None
-    log.info("skill unpacked", extra={"skill": target.name, "bytes": len(data)})
+    finally:
+        await asyncio.to_thread(spool.unlink, missing_ok=True)
+    log.info("skill unpacked", extra={"skill": target.name, "bytes": size})
     path = f"{config.skills_display_prefix.rstrip('/')}/{target.name}"
     return web.json_response({"name": target.name, "path": path}, status=201)
 
