@@ -287,6 +287,34 @@ def test_deleting_the_container_garbage_collects_children(k: Kubectl, cluster):
         k.wait(lambda: k.get(kind, name) is None, f"{kind} {name} to be garbage-collected", timeout=60)
 
 
+def test_the_network_policy_outlives_a_terminating_pod(k: Kubectl, cluster):
+    """A deleted pod runs on until it has terminated: were its NetworkPolicy removed first (by the
+    garbage collector when the Container is deleted, or at expiry), the sandbox would have an
+    unrestricted network meanwhile. Here a finalizer stands in for a slow termination."""
+    hold = '{"metadata": {"finalizers": ["kontainers.dev/test-hold"]}}'
+    pods, policies = {}, {}
+    for name in ("gone", "idle"):
+        k.apply(name, {"name": name, "expiresAfter": {"minutes": 1}})
+    for name in ("gone", "idle"):
+        body = k.wait_status(name, "running")
+        pods[name] = names.pod_name(name, body["metadata"]["uid"])
+        policies[name] = names.network_policy_name(name, body["metadata"]["uid"])
+        cluster.kubectl("-n", k.ns, "patch", "pod", pods[name], "--type=merge", "-p", hold)
+    cluster.kubectl("-n", k.ns, "delete", names.PLURAL, "gone", "--wait=false")
+    long_ago = rfc3339(datetime.now(UTC) - timedelta(minutes=5))
+    cluster.kubectl("-n", k.ns, "annotate", "--overwrite", f"{names.PLURAL}/idle", f"{names.ANNOTATION_LAST_ACTIVE}={long_ago}")
+    k.wait_status("idle", "expired")
+    k.wait(lambda: all((p := k.get("pod", pod)) and p["metadata"].get("deletionTimestamp") for pod in pods.values()),
+           "both pods to be terminating")
+    time.sleep(3)  # the garbage collector and the operator had their chance
+    for name, policy in policies.items():
+        assert k.get("networkpolicy", policy) is not None, f"the policy of {name} went before its pod"
+    for pod in pods.values():
+        cluster.kubectl("-n", k.ns, "patch", "pod", pod, "--type=json", "-p", '[{"op": "remove", "path": "/metadata/finalizers"}]')
+    for name, policy in policies.items():
+        k.wait(lambda: k.get("networkpolicy", policy) is None, f"the policy of {name} to go after its pod", timeout=30)
+
+
 def test_spec_changes_are_followed(k: Kubectl):
     k.apply("change", {"name": "change", "memoryLimit": "1g",
                        "networkPolicy": {"type": "allowlist", "allowedDomains": ["api.example.com"]}})

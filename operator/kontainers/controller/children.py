@@ -3,6 +3,10 @@
 Names are deterministic (resources.names), so after a restart — even a SIGKILL between two
 calls — the operator finds what it made instead of making it twice: a 409 on create means
 "already there", and the existing object is checked to belong to this very Container.
+
+A deleted pod runs on until it has terminated, so its NetworkPolicy must not go first: the policy
+is also owned by the pod (the garbage collector keeps it while any owner exists), and an expiry
+removes it only once the pod is gone.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ async def ensure_network_policy(kube: Kube, ref: ContainerRef, settings: Operato
     existing, created = await _create_or_adopt(kube, ref, desired)
     if not created and existing.get("spec") != desired["spec"]:
         # The policy follows spec.networkPolicy (and the operator's settings) in place.
-        await kube.replace_network_policy_spec(ref.namespace, ref.network_policy_name, desired["spec"])
+        await kube.patch_network_policy(ref.namespace, ref.network_policy_name, {"spec": desired["spec"]})
     return created
 
 
@@ -61,6 +65,7 @@ async def ensure_pod(kube: Kube, ref: ContainerRef, settings: OperatorSettings) 
     DELETED event brings the replacement."""
     desired = await desired_pod(kube, ref, settings)
     pod, created = await _create_or_adopt(kube, ref, desired)
+    await _policy_outlives(kube, ref, pod)
     if not created and not pod["metadata"].get("deletionTimestamp"):
         wanted = desired["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
         if (pod["metadata"].get("annotations") or {}).get(ANNOTATION_SPEC_HASH) != wanted:
@@ -69,11 +74,27 @@ async def ensure_pod(kube: Kube, ref: ContainerRef, settings: OperatorSettings) 
     return pod, created
 
 
+async def _policy_outlives(kube: Kube, ref: ContainerRef, pod: Body) -> None:
+    """Make `pod` an owner of the NetworkPolicy too, so that deleting the Container (the garbage
+    collector deletes all its children at once) leaves the policy until the pod is gone."""
+    policy = await kube.get("NetworkPolicy", ref.namespace, ref.network_policy_name)
+    if policy is None:
+        raise kopf.TemporaryError(f"NetworkPolicy {ref.network_policy_name} vanished", delay=1)
+    pod_owner = {"apiVersion": "v1", "kind": "Pod", "name": ref.pod_name, "uid": pod["metadata"]["uid"]}
+    if pod_owner not in policy["metadata"].get("ownerReferences") or []:
+        # A replaced pod's reference goes too (the garbage collector drops it anyway).
+        await kube.patch_network_policy(ref.namespace, ref.network_policy_name, {
+            "metadata": {"ownerReferences": [ref.owner_reference(), pod_owner]}})
+
+
 async def delete_children(kube: Kube, ref: ContainerRef) -> None:
-    """Remove pod, NetworkPolicy and Secret (expiry); absent ones are fine."""
+    """Remove pod, Secret and — once the pod is gone — NetworkPolicy (expiry); absent ones are fine.
+
+    Called again when the pod's DELETED event arrives, and on resume."""
     await kube.delete("Pod", ref.namespace, ref.pod_name)
-    await kube.delete("NetworkPolicy", ref.namespace, ref.network_policy_name)
     await kube.delete("Secret", ref.namespace, ref.secret_name)
+    if await kube.get("Pod", ref.namespace, ref.pod_name) is None:
+        await kube.delete("NetworkPolicy", ref.namespace, ref.network_policy_name)
 
 
 def ownerless(obj: Any) -> bool:

@@ -227,7 +227,9 @@ async def _pod_changed(kube: Kube, settings: OperatorSettings, kind: str | None,
         return  # gone, going (the garbage collector removes the pod) or a stale namesake
     ref = ContainerRef.from_body(container)
     if _expired(container):
-        if kind != "DELETED":  # e.g. created by a reconcile that raced with the expiry
+        if kind == "DELETED":  # now its NetworkPolicy may go
+            await delete_children(kube, ref)
+        else:  # still terminating, or created by a reconcile that raced with the expiry
             await kube.delete("Pod", ref.namespace, ref.pod_name, uid=pod["metadata"]["uid"])
         return
     if kind == "DELETED":

@@ -84,9 +84,8 @@ class Kube:
         found = await _or_none(read(name, namespace))
         return self._dict(found) if found is not None else None
 
-    async def replace_network_policy_spec(self, namespace: str, name: str, spec: Body) -> None:
-        await self.networking.patch_namespaced_network_policy(
-            name, namespace, {"spec": spec}, _content_type=MERGE_PATCH)
+    async def patch_network_policy(self, namespace: str, name: str, patch: Body) -> None:
+        await self.networking.patch_namespaced_network_policy(name, namespace, patch, _content_type=MERGE_PATCH)
 
     async def delete(self, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
         """Delete if present; with `uid`, only that very object (not a successor of the same name)."""
