@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from kontainers.cluster import build
+from kontainers.cluster.launcher import ControlPlane
 from kontainers.cluster.pins import KUBERNETES_VERSION
 
 pytestmark = pytest.mark.cluster
@@ -147,6 +148,40 @@ async def test_kube_api_fixture_reaches_the_api_server(cluster, kube_api):
         assert version.git_version == KUBERNETES_VERSION
         assert {n.metadata.name for n in nodes.items} >= set(cluster.control_plane.node_cidrs)
     assert cluster.server.startswith("https://")
+
+
+def test_a_restarted_state_dir_never_gives_a_new_pod_the_ip_of_a_kept_one(tmp_path):
+    # kwok forgets which pod IPs it handed out; pods kept from the previous run must not collide.
+    def running_ip(control_plane: ControlPlane, name: str) -> str:
+        kubectl = [str(control_plane.bin_dir / "kubectl"), "--kubeconfig", str(control_plane.kubeconfig)]
+        subprocess.run([*kubectl, "apply", "-f", "-"], input=pod_manifest(name, "default"), text=True, check=True,
+                       capture_output=True)
+        ip = ""
+
+        def has_ip() -> bool:
+            nonlocal ip
+            out = subprocess.run([*kubectl, "get", "pod", name, "-o", "json"], capture_output=True, text=True,
+                                 check=False).stdout
+            status = json.loads(out or "{}").get("status", {})
+            ip = status.get("podIP", "") if status.get("phase") == "Running" else ""
+            return bool(ip)
+
+        wait_until(has_ip, 60, f"pod {name} Running with an IP")
+        return ip
+
+    pod_cidr = "127.69.0.0/16"  # outside the sessions' 127.70-127.127 and kontainers dev's 127.66
+    with ControlPlane(tmp_path / "state", pod_cidr=pod_cidr) as control_plane:
+        first = running_ip(control_plane, "kept")
+    with ControlPlane(tmp_path / "state", pod_cidr=pod_cidr) as control_plane:
+        kubectl = [str(control_plane.bin_dir / "kubectl"), "--kubeconfig", str(control_plane.kubeconfig)]
+        kept = subprocess.run([*kubectl, "get", "pod", "kept", "-o", "json"], capture_output=True, text=True,
+                              check=False)
+        second = running_ip(control_plane, "new")
+        assert second != first or kept.returncode != 0, "a kept pod and a new pod share an IP"
+        pods = json.loads(subprocess.run([*kubectl, "get", "pods", "-A", "-o", "json"], capture_output=True,
+                                         text=True, check=True).stdout)["items"]
+        ips = [pod["status"].get("podIP") for pod in pods if pod["status"].get("podIP")]
+        assert len(ips) == len(set(ips)), f"pod IPs collide: {ips}"
 
 
 def _listening_ports(pid: int) -> list[int]:

@@ -12,7 +12,7 @@ gateway answers /readyz it writes, in this order:
 and runs until SIGTERM/SIGINT, then stops everything (no process left) and exits 0. Both files are
 removed on the way out. Logs: DIR/logs/{egress,operator,gateway}.log, DIR/cluster/logs/, and each
 pod's sidecar log under DIR/pods/<namespace>/<pod>/. The API key is kept in DIR/apikey (mode 0600), so a
-restart with the same DIR keeps both the containers and the key.
+restart with the same DIR keeps both the containers and the key (their pods are recreated, empty).
 """
 
 from __future__ import annotations

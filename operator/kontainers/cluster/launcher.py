@@ -158,6 +158,7 @@ class ControlPlane:
         self._launch("kube-apiserver", self._apiserver_args(etcd_url, api_port, certs))
         self._wait("kube-apiserver", lambda: self._get_text(f"{self.server}/readyz") == "ok")
         self._create_nodes()
+        self._drop_pods_of_a_previous_run()
 
         self._launch("kube-controller-manager", self._controller_manager_args(cm_port, certs))
         self._launch("kube-scheduler", self._scheduler_args(scheduler_port, certs))
@@ -344,6 +345,24 @@ class ControlPlane:
             status, body = self._request("POST", f"{self.server}/api/v1/nodes", node)
             if status not in (201, 409):  # 409: kept from an earlier run in this state dir
                 raise ControlPlaneError(f"creating node {name} failed ({status}): {body[:500]}")
+
+    def _drop_pods_of_a_previous_run(self) -> None:
+        """Delete pods a previous run of this state dir left on the fake nodes.
+
+        kwok keeps its pod-IP pool in memory and learns an IP only when it moves a pod through a
+        stage, so a restarted kwok would hand a kept Running pod's IP to the next new pod. Deleted
+        now, before kwok starts, they are recreated by their owners with fresh IPs, as after a node
+        reboot.
+        """
+        pods = self._get(f"{self.server}/api/v1/pods") or {}
+        for pod in pods.get("items", []):
+            meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
+            if spec.get("nodeName") not in self.node_cidrs or not status.get("podIP"):
+                continue
+            url = f"{self.server}/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+            code, body = self._request("DELETE", url, {"gracePeriodSeconds": 0})
+            if code not in (200, 404):
+                raise ControlPlaneError(f"deleting pod {meta['namespace']}/{meta['name']} failed ({code}): {body[:500]}")
 
     # --- readiness -------------------------------------------------------------------------
 
