@@ -277,6 +277,25 @@ def test_a_pod_the_api_server_refused_to_recreate_comes_back(k: Kubectl, cluster
     k.wait_status("stubborn", "running")
 
 
+def test_a_persistent_error_is_retried_with_backoff(k: Kubectl, cluster):
+    """An error that persists (a quota, a missing permission) is not retried every second, each
+    time with an error in the log and an Event, and the Container comes up once the cause is gone."""
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-pods", "namespace": k.ns},
+             "spec": {"hard": {"pods": "0"}}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(quota))
+    k.wait(lambda: "pods" in ((k.get("resourcequota", "no-pods") or {}).get("status") or {}).get("used", {}),
+           "the quota's usage")
+    failures = "Handler 'reconcile' failed"  # kopf's log line (and Event) for each failed attempt
+    before = k.operator.tail(100000).count(failures)
+    k.apply("patient", {"name": "patient"})
+    k.wait(lambda: k.get(names.PLURAL, "patient").get("status"), "a first status")
+    time.sleep(10)
+    attempts = k.operator.tail(100000).count(failures) - before
+    assert 1 <= attempts <= 5, attempts  # 1, 2, 4, 8 s apart; not every second
+    cluster.kubectl("-n", k.ns, "delete", "resourcequota", "no-pods")
+    k.wait_status("patient", "running", timeout=30)
+
+
 def test_deleting_the_container_garbage_collects_children(k: Kubectl, cluster):
     k.apply("doomed", {"name": "doomed"})
     body = k.wait_status("doomed", "running")

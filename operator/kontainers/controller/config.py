@@ -14,6 +14,8 @@ from ..settings import OperatorSettings
 # kopf's bookkeeping annotations (progress of handlers, last handled spec) live under this prefix.
 KOPF_PREFIX = f"operator.{names.GROUP}"
 FINALIZER = f"{names.GROUP}/operator"
+# Where kopf keeps a handler's progress while it retries (e.g. `operator.kontainers.dev/reconcile`).
+PROGRESS_STORAGE = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
 
 
 class SpecDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
@@ -32,7 +34,7 @@ class SpecDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
 
 def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     ks = kopf.OperatorSettings()
-    ks.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    ks.persistence.progress_storage = PROGRESS_STORAGE
     ks.persistence.diffbase_storage = SpecDiffBaseStorage(prefix=KOPF_PREFIX, key="last-handled-configuration")
     # No handler needs a finalizer (no timers, daemons or mandatory delete handlers); naming it
     # still matters: kopf removes a finalizer of this name that an older version left behind.

@@ -40,12 +40,13 @@ from .events import post_event
 from .expiry import run_sweeps
 from .kube import Body, Kube, is_namespace_terminating
 from .leadership import Peer, is_active
-from .lost_pods import LostPods
+from .lost_pods import RECONCILE, LostPods
 from .writer import metric_key, update_status
 
 logger = logging.getLogger(__name__)
 
 CONTAINERS_RESOURCE = (names.GROUP, names.VERSION, names.PLURAL)
+MAX_BACKOFF = 60.0  # seconds between retries of a failing reconcile, at most
 POD_LABELS = {names.LABEL_MANAGED_BY: names.MANAGED_BY, names.LABEL_COMPONENT: "sandbox"}
 
 
@@ -88,11 +89,12 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, me: Pe
         if getattr(memo, "kube", None) is not None:
             await memo.kube.close()
 
-    @kopf.on.resume(*CONTAINERS_RESOURCE, id="reconcile", registry=registry, backoff=1)
-    @kopf.on.create(*CONTAINERS_RESOURCE, id="reconcile", registry=registry, backoff=1)
-    @kopf.on.update(*CONTAINERS_RESOURCE, id="reconcile", field="spec", registry=registry, backoff=1)
-    async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-        with timed(RECONCILE_SECONDS.labels("reconcile")), _unless_namespace_terminating():
+    @kopf.on.resume(*CONTAINERS_RESOURCE, id=RECONCILE, registry=registry, backoff=1)
+    @kopf.on.create(*CONTAINERS_RESOURCE, id=RECONCILE, registry=registry, backoff=1)
+    @kopf.on.update(*CONTAINERS_RESOURCE, id=RECONCILE, field="spec", registry=registry, backoff=1)
+    async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
+        with (timed(RECONCILE_SECONDS.labels("reconcile")), _backing_off(retry),
+              _unless_namespace_terminating()):
             await _reconcile(memo.kube, settings, body, patch)
 
     # The latest copy of every Container, by (namespace, name): the pod watcher starts from it
@@ -127,6 +129,26 @@ def _unless_namespace_terminating() -> Iterator[None]:
         if not is_namespace_terminating(error):
             raise
         logger.debug("namespace is terminating; nothing to reconcile")
+
+
+@contextlib.contextmanager
+def _backing_off(retry: int) -> Iterator[None]:
+    """Retry after 1, 2, 4 … MAX_BACKOFF seconds, not every second forever.
+
+    kopf retries a failing handler after a fixed `backoff` and logs (and posts as an Event) each
+    failure: a missing permission or an exhausted quota would otherwise cost API calls and an Event
+    per second per Container. The first failure keeps its traceback in the log."""
+    try:
+        yield
+    except kopf.PermanentError:
+        raise
+    except Exception as error:
+        delay = min(MAX_BACKOFF, 2 ** retry)
+        if isinstance(error, kopf.TemporaryError):
+            raise kopf.TemporaryError(str(error), delay=max(delay, error.delay or 0)) from error
+        if retry == 0:
+            logger.exception("reconcile failed; retrying with backoff")
+        raise kopf.TemporaryError(str(error) or repr(error), delay=delay) from error
 
 
 async def _event(kube: Kube, body: Mapping[str, Any], kind: str, *, reason: str, message: str) -> None:

@@ -8,6 +8,7 @@ Containers whose pod is not in kopf's index of sandbox pods, and reconciles them
 
 A pod is only "lost" when it is missing in two sweeps in a row: right after a status write the
 pod is about to be created, and right after the operator starts the index may still be filling.
+A Container whose reconcile kopf is retrying already (its progress annotation) is left to kopf.
 """
 
 from __future__ import annotations
@@ -15,17 +16,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import kopf
+
 from ..resources import names
+from .config import PROGRESS_STORAGE
 from .kube import Body
 
 # A pod that failed to build for good (kopf.PermanentError): only a spec change brings it back.
 RECONCILE_FAILED = "ReconcileFailed"
+RECONCILE = "reconcile"  # the id of kopf's reconcile handler
 
 
 def should_have_pod(body: Mapping[str, Any]) -> bool:
     meta, status = body.get("metadata") or {}, body.get("status") or {}
     return (status.get("status") not in (None, "expired")  # None: kopf's reconcile has not run yet
-            and status.get("reason") != RECONCILE_FAILED and not meta.get("deletionTimestamp"))
+            and status.get("reason") != RECONCILE_FAILED and not meta.get("deletionTimestamp")
+            and PROGRESS_STORAGE.fetch(key=kopf.HandlerId(RECONCILE), body=kopf.Body(body)) is None)
 
 
 def pod_key(body: Mapping[str, Any]) -> tuple[str, str]:
