@@ -296,6 +296,24 @@ def test_a_persistent_error_is_retried_with_backoff(k: Kubectl, cluster):
     k.wait_status("patient", "running", timeout=30)
 
 
+def test_a_permanent_failure_shows_in_the_status(k: Kubectl, cluster, operator):
+    """When the operator gives up (here: a foreign Secret holds the sidecar Secret's name), the
+    status says `failed` with the reason, instead of nothing or `pending` for ever."""
+    operator.stop()
+    try:
+        k.apply("squatted", {"name": "squatted"})
+        uid = k.get(names.PLURAL, "squatted")["metadata"]["uid"]
+        cluster.kubectl("-n", k.ns, "create", "secret", "generic", names.sidecar_secret_name("squatted", uid),
+                        "--from-literal=token=not-ours")
+    finally:
+        operator.start()
+    body = k.wait_status("squatted", "failed")
+    assert body["status"]["reason"] == "ReconcileFailed"
+    assert "does not belong to this Container" in body["status"]["message"]
+    assert {c["type"]: c["status"] for c in body["status"]["conditions"]}["Ready"] == "False"
+    assert k.pod_of(body) is None
+
+
 def test_deleting_the_container_garbage_collects_children(k: Kubectl, cluster):
     k.apply("doomed", {"name": "doomed"})
     body = k.wait_status("doomed", "running")

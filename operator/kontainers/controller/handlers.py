@@ -40,7 +40,7 @@ from .events import post_event
 from .expiry import run_sweeps
 from .kube import Body, Kube, is_namespace_terminating
 from .leadership import Peer, is_active
-from .lost_pods import RECONCILE, LostPods
+from .lost_pods import RECONCILE, RECONCILE_FAILED, LostPods
 from .writer import metric_key, update_status
 
 logger = logging.getLogger(__name__)
@@ -93,9 +93,13 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, me: Pe
     @kopf.on.create(*CONTAINERS_RESOURCE, id=RECONCILE, registry=registry, backoff=1)
     @kopf.on.update(*CONTAINERS_RESOURCE, id=RECONCILE, field="spec", registry=registry, backoff=1)
     async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
-        with (timed(RECONCILE_SECONDS.labels("reconcile")), _backing_off(retry),
-              _unless_namespace_terminating()):
-            await _reconcile(memo.kube, settings, body, patch)
+        try:
+            with (timed(RECONCILE_SECONDS.labels("reconcile")), _backing_off(retry),
+                  _unless_namespace_terminating()):
+                await _reconcile(memo.kube, settings, body, patch)
+        except kopf.PermanentError as error:  # kopf gives up: the status must say so, not "pending"
+            await _report_failure(memo.kube, body, str(error))
+            raise
 
     # The latest copy of every Container, by (namespace, name): the pod watcher starts from it
     # instead of reading the Container for each pod event (a stale copy only costs a 409).
@@ -217,6 +221,20 @@ async def _reconcile(kube: Kube, settings: OperatorSettings, body: kopf.Body, pa
             await _event(kube, current, "Normal", reason="Created", message=f"created pod {ref.pod_name}")
     else:
         await _follow_pod(kube, ref, pod)  # adopted: the pod may be further along than the status
+
+
+async def _report_failure(kube: Kube, body: kopf.Body, message: str) -> None:
+    ref_uid, generation = body.meta["uid"], body.meta.get("generation")
+
+    def failed(current: Body) -> dict[str, Any] | None:
+        if _expired(current):
+            return None
+        conditions = st.with_condition((current.get("status") or {}).get("conditions"), st.READY, False,
+                                       RECONCILE_FAILED, message, st.now(), generation)
+        return {**st.pod_status_fields(st.PodState("failed", RECONCILE_FAILED, message)),
+                "id": names.container_id(ref_uid), "conditions": conditions}
+
+    await update_status(kube, body.meta["namespace"], body.meta["name"], ref_uid, failed)
 
 
 # --- the pod ----------------------------------------------------------------------------------

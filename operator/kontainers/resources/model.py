@@ -218,8 +218,9 @@ class ContainerStatus(_Model):
     id: str | None = Field(default=None, pattern="^cntr_[0-9a-f]{48}$")
     """The OpenAI id: `cntr_` + 48 lowercase hex, derived from metadata.uid, stable for life."""
     status: Status | None = None
-    """OpenAI-facing status: `pending` (no ready pod yet), `running`, `failed` (the pod failed;
-    `reason`/`message` say why) or `expired` (idle too long; its pod is gone)."""
+    """OpenAI-facing status: `pending` (no ready pod yet), `running`, `failed` (the pod failed, or
+    the operator gave up with reason `ReconcileFailed`; `reason`/`message` say why) or `expired`
+    (idle too long; its pod is gone)."""
     reason: str | None = None
     """Why the status is what it is (CamelCase), cleared when running."""
     message: str | None = None
