@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import subprocess
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -376,14 +378,26 @@ def test_sigkill_midway_through_20_creations(k: Kubectl, cluster, operator):
     batch = {"apiVersion": "v1", "kind": "List", "items": [
         json.loads(manifest(k.ns, f"burst-{i:02d}", {"name": f"burst {i}"})) for i in range(count)]}
     operator.stop()
+    # A watch, opened before the operator starts, sees the first child within milliseconds;
+    # polling with kubectl could miss the moment on a busy machine.
+    watcher = subprocess.Popen(
+        [cluster.tool("kubectl"), "--kubeconfig", cluster.kubeconfig, "-n", k.ns, "get", "secrets",
+         "-l", managed, "--watch", "-o", "name"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    first_child = threading.Event()
+    threading.Thread(target=lambda: watcher.stdout.readline() and first_child.set(), daemon=True).start()
     try:
         cluster.kubectl("apply", "-f", "-", input=json.dumps(batch))
+        time.sleep(0.5)  # the watch is established before anything can happen
         operator.start(wait=False)
         # Killed as soon as the first child exists: the others are somewhere between untouched
         # and half-made (a Secret but no pod, a status but no pod, …).
-        k.wait(lambda: k.list("secrets", managed), "the first child object", timeout=60, interval=0.05)
+        assert first_child.wait(60), f"no child object within 60 s:\n{operator.tail()}"
     finally:
         operator.kill()
+        watcher.kill()
+        watcher.wait()
     pods_at_kill, secrets_at_kill = len(k.list("pods", managed)), len(k.list("secrets", managed))
     operator.start()
 
