@@ -103,7 +103,8 @@ def openapi_schema() -> dict[str, Any]:
 
 PRINTER_COLUMNS = [
     {"name": "ID", "type": "string", "jsonPath": ".status.id", "description": "OpenAI container id."},
-    {"name": "Name", "type": "string", "jsonPath": ".spec.name", "description": "Display name."},
+    {"name": "Display-Name", "type": "string", "jsonPath": ".spec.name",
+     "description": "Display name (spec.name); kubectl already shows the object name as NAME."},
     {"name": "Status", "type": "string", "jsonPath": ".status.status", "description": "OpenAI-facing status."},
     {"name": "Memory", "type": "string", "jsonPath": ".spec.memoryLimit", "description": "Memory limit."},
     {"name": "Network", "type": "string", "jsonPath": ".spec.networkPolicy.type", "description": "Egress policy."},
