@@ -14,7 +14,7 @@ kontainers-egress-ca
 
 {{- define "kontainers.rbac.operator.namespaced" }}
 # Reconcile Containers: kopf lists and watches them, patches its progress annotations and the
-# kontainers.dev/id label; the retention timer deletes expired Containers.
+# kontainers.dev/id label; the expiry sweep deletes expired Containers after the retention.
 - apiGroups: [kontainers.dev]
   resources: [containers]
   verbs: [get, list, watch, patch, delete]
