@@ -97,17 +97,18 @@ async def test_allowlist_wiring() -> None:
 
 
 async def test_a_foreign_configmap_of_the_same_name_is_not_taken_over() -> None:
-    kube = FakeKube({"ca.crt": CA})
+    kube = FakeKube({"ca.crt": CA, "proxy-url": "http://10.96.0.42:3128"})
     name = ca_configmap_name("c1", "uid-1")
     kube.core.maps[("tenant", name)] = client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name), data={})
     with pytest.raises(kopf.PermanentError):
         await egress_sandbox_hook(kube, ref(ALLOWLIST), SETTINGS)
 
 
-def test_the_proxy_address_is_resolved_for_the_sandbox() -> None:
-    assert pinned_url("http://localhost:3128") in {"http://127.0.0.1:3128", "http://[::1]:3128"}
-    assert pinned_url("http://10.0.0.1:3128") == "http://10.0.0.1:3128"
-    assert pinned_url("http://does-not-resolve.invalid:3128") == "http://does-not-resolve.invalid:3128"
+async def test_the_proxy_address_is_resolved_for_the_sandbox() -> None:
+    assert await pinned_url("http://localhost:3128") in {"http://127.0.0.1:3128", "http://[::1]:3128"}
+    assert await pinned_url("http://10.0.0.1:3128") == "http://10.0.0.1:3128"
+    with pytest.raises(kopf.TemporaryError, match="cannot resolve"):  # waits rather than wiring a name
+        await pinned_url("http://does-not-resolve.invalid:3128")
 
 
 class FakeCustom:

@@ -19,6 +19,7 @@ also closes DNS as a way out.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from pathlib import Path
@@ -49,8 +50,13 @@ def ca_configmap_name(name: str, uid: str) -> str:
     return names.child_name(name, uid, "egress-ca")
 
 
-def pinned_url(url: str) -> str:
-    """The URL with its host replaced by its address (so the sandbox needs no DNS)."""
+async def pinned_url(url: str) -> str:
+    """The URL with its host replaced by its address (so the sandbox needs no DNS).
+
+    Resolved through the event loop (never blocking it). A name that does not resolve waits:
+    handing the sandbox the name instead would give it a proxy it cannot reach without DNS, and
+    a pod spec that changes again once the name resolves.
+    """
     parts = urlsplit(url)
     host = parts.hostname or ""
     try:
@@ -59,11 +65,10 @@ def pinned_url(url: str) -> str:
     except OSError:
         pass
     try:
-        address = socket.getaddrinfo(host, parts.port or 80, type=socket.SOCK_STREAM)[0][4][0]
-    except OSError:
-        logger.warning("cannot resolve the egress proxy address; sandboxes get its name",
-                       extra={"proxy_host": host})
-        return url
+        infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 80, type=socket.SOCK_STREAM)
+    except OSError as error:
+        raise kopf.TemporaryError(f"cannot resolve the egress proxy address {host!r}: {error}", delay=10) from None
+    address = infos[0][4][0]
     netloc = f"[{address}]" if ":" in address else address
     if parts.port:
         netloc += f":{parts.port}"
@@ -137,7 +142,7 @@ async def egress_sandbox_hook(kube, ref, settings):
         raise kopf.TemporaryError(f"ConfigMap {namespace}/{PUBLISHED_NAME} has no {CA_CERT_KEY}", delay=10)
     proxy_url = data.get(PROXY_URL_KEY) or f"http://{PUBLISHED_NAME.removesuffix('-ca')}.{namespace}.svc:{settings.egress_port}"
     if not settings.allowlist_dns:
-        proxy_url = pinned_url(proxy_url)
+        proxy_url = await pinned_url(proxy_url)
 
     configmap_name = ca_configmap_name(ref.name, ref.uid)
     desired = sandbox.ca_configmap(configmap_name, ref.namespace, data[CA_CERT_KEY])
