@@ -354,6 +354,44 @@ def test_the_network_policy_outlives_a_terminating_pod(k: Kubectl, cluster):
         k.wait(lambda: k.get("networkpolicy", policy) is None, f"the policy of {name} to go after its pod", timeout=30)
 
 
+def _policy_of(k: Kubectl, name: str) -> dict[str, Any]:
+    """The NetworkPolicy of Container `name`, once it runs."""
+    body = k.wait_status(name, "running")
+    return k.get("networkpolicy", names.network_policy_name(name, body["metadata"]["uid"]))
+
+
+def test_a_deleted_network_policy_comes_back(k: Kubectl, cluster):
+    """A sandbox without its NetworkPolicy has an open network: the operator restores it at once,
+    not only on the next spec change or restart."""
+    k.apply("fenced", {"name": "fenced"})
+    old = _policy_of(k, "fenced")
+    name = old["metadata"]["name"]
+    cluster.kubectl("-n", k.ns, "delete", "networkpolicy", name)
+    new = k.wait(lambda: (p := k.get("networkpolicy", name)) and p["metadata"]["uid"] != old["metadata"]["uid"] and p,
+                 "the NetworkPolicy to come back", timeout=5)
+    assert new["spec"] == old["spec"]
+    # it outlives the pod again: owned by the Container (controller) and by the pod
+    owners = {(o["kind"], o["uid"]) for o in new["metadata"]["ownerReferences"]}
+    assert owners == {(o["kind"], o["uid"]) for o in old["metadata"]["ownerReferences"]}
+    k.wait(lambda: "NetworkPolicyRestored" in {e["reason"] for e in k.events("fenced")},
+           "a NetworkPolicyRestored event", timeout=5)
+    assert k.get(names.PLURAL, "fenced")["status"]["status"] == "running"
+
+
+def test_an_edited_network_policy_is_reverted(k: Kubectl, cluster):
+    """Egress opened to everything, and the selector pointed at no pod (a merge patch adds the
+    label to the existing ones): both undone, the whole spec as the operator built it."""
+    k.apply("tampered", {"name": "tampered", "networkPolicy": {
+        "type": "allowlist", "allowedDomains": ["api.example.com"]}})
+    old = _policy_of(k, "tampered")
+    name = old["metadata"]["name"]
+    opened = {"spec": {"egress": [{}], "podSelector": {"matchLabels": {"kontainers.dev/unselected": "yes"}}}}
+    cluster.kubectl("-n", k.ns, "patch", "networkpolicy", name, "--type=merge", "-p", json.dumps(opened))
+    k.wait(lambda: k.get("networkpolicy", name)["spec"] == old["spec"], "the NetworkPolicy to be reverted", timeout=5)
+    k.wait(lambda: "NetworkPolicyRestored" in {e["reason"] for e in k.events("tampered")},
+           "a NetworkPolicyRestored event", timeout=5)
+
+
 def test_spec_changes_are_followed(k: Kubectl):
     k.apply("change", {"name": "change", "memoryLimit": "1g",
                        "networkPolicy": {"type": "allowlist", "allowedDomains": ["api.example.com"]}})

@@ -6,7 +6,7 @@ import pytest
 
 from kontainers.resources import names
 from kontainers.resources.model import ContainerSpec
-from kontainers.resources.network_policy import build_network_policy
+from kontainers.resources.network_policy import build_network_policy, same_policy_spec
 from kontainers.resources.owner import ContainerRef, owned_by
 from kontainers.resources.pod import ANNOTATION_SPEC_HASH, SandboxExtras, build_pod
 from kontainers.resources.secret import build_sidecar_secret, new_token
@@ -140,6 +140,21 @@ def test_network_policy_allowlist_reaches_only_the_egress_proxy():
 def test_network_policy_peer_in_any_namespace_when_unset():
     np = build_network_policy(ref(), OperatorSettings(gateway_namespace=None))
     assert np["spec"]["ingress"][0]["from"][0]["namespaceSelector"] == {}
+
+
+def test_same_policy_spec_ignores_what_the_api_server_omits_and_nothing_else():
+    spec = build_network_policy(ref(), OperatorSettings(gateway_namespace=None))["spec"]
+    stored = {key: value for key, value in spec.items() if key != "egress"}  # `egress: []` comes back absent
+    assert same_policy_spec(stored, spec)
+    assert same_policy_spec({**stored, "egress": None}, spec)
+    assert not same_policy_spec({**stored, "egress": [{}]}, spec)  # egress opened to everything
+    selector = {"matchLabels": {**spec["podSelector"]["matchLabels"], "extra": "x"}}
+    assert not same_policy_spec({**stored, "podSelector": selector}, spec)  # selects no pod
+    peer = spec["ingress"][0]["from"][0]
+    no_namespaces = [{"from": [{"podSelector": peer["podSelector"]}], "ports": spec["ingress"][0]["ports"]}]
+    assert not same_policy_spec({**stored, "ingress": no_namespaces}, spec)  # `{}` (all) differs from absent
+    assert not same_policy_spec({**stored, "policyTypes": ["Ingress"]}, spec)
+    assert not same_policy_spec(None, spec)
 
 
 def test_sidecar_secret():

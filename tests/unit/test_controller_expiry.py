@@ -81,3 +81,30 @@ def test_lost_pods_are_those_missing_in_two_sweeps_in_a_row():
     pods.clear()
     assert lost.select(everyone) == []  # a new absence starts counting again
     assert lost.select([container({"status": "pending"}, deleting=True)] * 2) == []
+
+
+def test_drifted_policies_are_the_missing_or_edited_ones_of_guarded_containers():
+    from kontainers.controller.lost_pods import RECONCILE_FAILED
+    from kontainers.controller.policy_drift import drifted_policies, policy_key
+    from kontainers.resources.network_policy import build_network_policy
+    from kontainers.resources.owner import ContainerRef
+    from kontainers.settings import OperatorSettings
+
+    settings = OperatorSettings()
+
+    def one(uid, status=None, generation=1, deleting=False):
+        body = container(status, deleting=deleting)
+        body["metadata"] = {**body["metadata"], "uid": uid, "name": uid, "generation": generation}
+        return body
+
+    observed = {"status": "running", "observedGeneration": 1}
+    intact, deleted, edited = one("intact", observed), one("deleted", observed), one("edited", observed)
+    left_alone = [one("fresh"), one("expired", {**observed, "status": "expired"}),
+                  one("deleting", observed, deleting=True), one("spec-changed", observed, generation=2),
+                  one("broken", {**observed, "status": "failed", "reason": RECONCILE_FAILED})]
+    specs = {policy_key(body): build_network_policy(ContainerRef.from_body(body), settings)["spec"]
+             for body in (intact, edited)}
+    specs[policy_key(intact)] = {k: v for k, v in specs[policy_key(intact)].items() if k != "egress"}  # as stored
+    specs[policy_key(edited)] = {**specs[policy_key(edited)], "egress": [{}]}
+    everyone = [intact, deleted, edited, *left_alone]
+    assert drifted_policies(everyone, specs.get, settings) == [deleted, edited]

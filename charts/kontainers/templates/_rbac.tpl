@@ -32,10 +32,11 @@ kontainers-egress-ca
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create, delete]
-# The per-container NetworkPolicy: created, read back and corrected when adopting, deleted on expiry.
+# The per-container NetworkPolicy: created, read back and corrected when adopting, deleted on expiry;
+# watched (label-selected) so that one deleted or edited behind the operator's back is restored.
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
-  verbs: [get, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 {{- if eq .Values.egress.mode "cilium" }}
 # Cilium mode: the per-container CiliumNetworkPolicy (toFQDNs) of allowlist containers, created
 # and corrected when adopting (patch); owned by the Container, so garbage collection deletes it.

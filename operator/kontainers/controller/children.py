@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from ..resources.network_policy import build_network_policy
+from ..resources.network_policy import build_network_policy, same_policy_spec
 from ..resources.owner import ContainerRef, owned_by
 from ..resources.pod import ANNOTATION_SPEC_HASH, build_pod
 from ..resources.secret import build_sidecar_secret, new_token
@@ -48,12 +48,31 @@ async def ensure_secret(kube: Kube, ref: ContainerRef) -> bool:
 
 
 async def ensure_network_policy(kube: Kube, ref: ContainerRef, settings: OperatorSettings) -> bool:
+    created, _ = await _ensure_network_policy(kube, ref, settings)
+    return created
+
+
+async def _ensure_network_policy(kube: Kube, ref: ContainerRef, settings: OperatorSettings) -> tuple[bool, bool]:
+    """(created now, corrected now)."""
     desired = build_network_policy(ref, settings)
     existing, created = await _create_or_adopt(kube, ref, desired)
-    if not created and existing.get("spec") != desired["spec"]:
-        # The policy follows spec.networkPolicy (and the operator's settings) in place.
-        await kube.patch_network_policy(ref.namespace, ref.network_policy_name, {"spec": desired["spec"]})
-    return created
+    if created or same_policy_spec(existing.get("spec"), desired["spec"]):
+        return created, False
+    # The policy follows spec.networkPolicy (and the operator's settings), and edits are undone.
+    await kube.replace_network_policy_spec(ref.namespace, ref.network_policy_name, desired["spec"])
+    return False, True
+
+
+async def restore_network_policy(kube: Kube, ref: ContainerRef, settings: OperatorSettings) -> str | None:
+    """Recreate a deleted NetworkPolicy or revert an edited one: "recreated", "reverted" or None
+    (it was as built). A recreated policy is owned by the pod again, so it outlives the pod."""
+    created, corrected = await _ensure_network_policy(kube, ref, settings)
+    if created:
+        pod = await kube.get("Pod", ref.namespace, ref.pod_name)
+        if pod is not None:
+            await _policy_outlives(kube, ref, pod)
+        return "recreated"
+    return "reverted" if corrected else None
 
 
 async def desired_pod(kube: Kube, ref: ContainerRef, settings: OperatorSettings) -> Body:

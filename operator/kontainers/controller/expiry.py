@@ -4,7 +4,8 @@ Every `expiry_check_interval` seconds the sweep looks at each known Container: a
 whose last activity + `minutes` has passed is expired (status first, so the pod watcher does not
 recreate the pod; then pod, Secret and NetworkPolicy are deleted); an expired one older than
 `expired_retention` is deleted. The same sweep hands Containers whose pod went missing to
-`repair` (see `lost_pods`).
+`repair` (see `lost_pods`), and those whose NetworkPolicy was deleted or edited to `restore`
+(see `policy_drift`).
 
 Not a kopf timer per Container: kopf gives every object with a timer a finalizer, and a
 finalizer would keep any Container — and any namespace holding one — from being deleted while
@@ -84,10 +85,13 @@ Repair = Callable[[Body], Awaitable[None]]
 
 
 async def sweep(kube: Kube, settings: OperatorSettings, containers: Iterable[Body], moment: datetime,
-                lost: Iterable[Body] = (), repair: Repair | None = None) -> None:
-    """Expire, delete or (the `lost` ones, with `repair`) reconcile each Container that needs it."""
+                lost: Iterable[Body] = (), repair: Repair | None = None,
+                drifted: Iterable[Body] = (), restore: Repair | None = None) -> None:
+    """Expire, delete, (the `lost` ones, with `repair`) reconcile or (the `drifted` ones, with
+    `restore`) restore the NetworkPolicy of each Container that needs it."""
     limit = asyncio.Semaphore(PARALLEL)
     lost_uids = {body["metadata"]["uid"] for body in lost}
+    drifted_uids = {body["metadata"]["uid"] for body in drifted}
 
     async def one(body: Body) -> None:
         meta = body.get("metadata") or {}
@@ -100,6 +104,8 @@ async def sweep(kube: Kube, settings: OperatorSettings, containers: Iterable[Bod
                 elif repair is not None and meta.get("uid") in lost_uids:
                     logger.info("%s/%s has no pod; reconciling it again", meta.get("namespace"), meta.get("name"))
                     await repair(body)
+                elif restore is not None and meta.get("uid") in drifted_uids:
+                    await restore(body)
             except kopf.TemporaryError as error:  # e.g. waiting for the egress proxy's CA
                 logger.info("%s/%s: %s; retrying next round", meta.get("namespace"), meta.get("name"), error)
             except Exception:
@@ -110,7 +116,9 @@ async def sweep(kube: Kube, settings: OperatorSettings, containers: Iterable[Bod
 
 async def run_sweeps(kube: Kube, settings: OperatorSettings, snapshot: Callable[[], list[Body]],
                      active: Callable[[], Awaitable[bool]], lost_pods: LostPods | None = None,
-                     repair: Repair | None = None) -> None:
+                     repair: Repair | None = None,
+                     drifted_policies: Callable[[list[Body]], list[Body]] | None = None,
+                     restore: Repair | None = None) -> None:
     """Forever: wait one interval, then sweep if this replica is the active one."""
     while True:
         await asyncio.sleep(settings.expiry_check_interval)
@@ -118,7 +126,8 @@ async def run_sweeps(kube: Kube, settings: OperatorSettings, snapshot: Callable[
             if await active():
                 containers = snapshot()
                 lost = lost_pods.select(containers) if lost_pods is not None else []
-                await sweep(kube, settings, containers, st.now(), lost, repair)
+                drifted = drifted_policies(containers) if drifted_policies is not None else []
+                await sweep(kube, settings, containers, st.now(), lost, repair, drifted, restore)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -3,6 +3,8 @@
 - `reconcile` (create, resume, spec update): the Secret, NetworkPolicy and Pod exist and match.
 - `pod_changed` (every event of a sandbox pod): status follows the pod; a vanished or failed pod
   is recreated.
+- `network_policy_changed` (every event of a NetworkPolicy we made): a deleted or edited policy
+  is restored at once (the sweep is the backstop, `policy_drift.py`).
 - `reflect_activity` (every event of a Container): the gateway's activity annotation shows up
   in status.lastActiveAt/expiresAt; its files-delivered annotation lets a pod waiting for its
   file_ids/skills become running (kontainers.files.gate).
@@ -35,12 +37,19 @@ from ..resources import names
 from ..resources.owner import ContainerRef
 from ..settings import OperatorSettings
 from . import status as st
-from .children import delete_children, ensure_network_policy, ensure_pod, ensure_secret
+from .children import (
+    delete_children,
+    ensure_network_policy,
+    ensure_pod,
+    ensure_secret,
+    restore_network_policy,
+)
 from .events import post_event
 from .expiry import run_sweeps
 from .kube import Body, Kube, is_namespace_terminating
 from .leadership import Peer, is_active
 from .lost_pods import RECONCILE, RECONCILE_FAILED, LostPods
+from .policy_drift import drifted_policies, guards_policy, policy_drifted
 from .writer import metric_key, update_status
 
 logger = logging.getLogger(__name__)
@@ -48,6 +57,8 @@ logger = logging.getLogger(__name__)
 CONTAINERS_RESOURCE = (names.GROUP, names.VERSION, names.PLURAL)
 MAX_BACKOFF = 60.0  # seconds between retries of a failing reconcile, at most
 POD_LABELS = {names.LABEL_MANAGED_BY: names.MANAGED_BY, names.LABEL_COMPONENT: "sandbox"}
+POLICY_LABELS = {names.LABEL_MANAGED_BY: names.MANAGED_BY, names.LABEL_COMPONENT: "network-policy"}
+NETWORK_POLICIES = ("networking.k8s.io", "v1", "networkpolicies")
 
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, me: Peer) -> None:
@@ -64,7 +75,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, me: Pe
         return await kopf.login_via_async_client(**kwargs)
 
     @kopf.on.startup(id="connect", registry=registry)
-    async def connect(memo: kopf.Memo, containers: kopf.Index, pods: kopf.Index, **_: Any) -> None:
+    async def connect(memo: kopf.Memo, containers: kopf.Index, pods: kopf.Index, policies: kopf.Index,
+                      **_: Any) -> None:
         memo.kube = kube = await Kube.connect(settings.kubeconfig)
 
         def snapshot() -> list[Body]:
@@ -77,9 +89,18 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, me: Pe
                 with _unless_namespace_terminating():
                     await _reconcile(kube, settings, kopf.Body(fresh), kopf.Patch())
 
+        async def restore(body: Body) -> None:
+            meta = body["metadata"]
+            with _unless_namespace_terminating():
+                await _restore_network_policy(kube, settings, meta["namespace"], meta["name"], meta["uid"])
+
+        def policy_spec(key: tuple[str, str]) -> Body | None:
+            return next(iter(policies.get(key) or ()), None)
+
         memo.sweeper = asyncio.create_task(
             run_sweeps(kube, settings, snapshot, lambda: is_active(kube, settings, me),
-                       LostPods(lambda key: key in pods), repair),
+                       LostPods(lambda key: key in pods), repair,
+                       lambda bodies: drifted_policies(bodies, policy_spec, settings), restore),
             name="expiry sweep")
 
     @kopf.on.cleanup(id="disconnect", registry=registry)
@@ -117,6 +138,17 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, me: Pe
                           containers: kopf.Index, **_: Any) -> None:
         with timed(RECONCILE_SECONDS.labels("pod")), _unless_namespace_terminating():
             await _pod_changed(memo.kube, settings, event.get("type"), body, containers)
+
+    # The specs of our NetworkPolicies, by (namespace, name): the sweep finds deleted or edited ones.
+    @kopf.index(*NETWORK_POLICIES, id="policies", labels=POLICY_LABELS, registry=registry)
+    def policies(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], Body]:
+        return {(namespace, name): dict(body.get("spec") or {})}
+
+    @kopf.on.event(*NETWORK_POLICIES, id="network-policy", labels=POLICY_LABELS, registry=registry)
+    async def network_policy_changed(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo,
+                                     containers: kopf.Index, **_: Any) -> None:
+        with timed(RECONCILE_SECONDS.labels("network-policy")), _unless_namespace_terminating():
+            await _network_policy_changed(memo.kube, settings, event.get("type"), body, containers)
 
     @kopf.on.event(*CONTAINERS_RESOURCE, id="activity", registry=registry)
     async def reflect_activity(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -349,6 +381,36 @@ async def _recreate_pod(kube: Kube, settings: OperatorSettings, ref: ContainerRe
                      message=f"pod {ref.pod_name} was deleted; recreated it")
     else:
         await _follow_pod(kube, ref, pod)
+
+
+# --- the NetworkPolicy ----------------------------------------------------------------------------
+
+
+async def _network_policy_changed(kube: Kube, settings: OperatorSettings, kind: str | None,
+                                  policy: Mapping[str, Any], containers: Mapping[Any, Any]) -> None:
+    """A deleted policy is recreated, an edited one reverted: without it the sandbox's network is open."""
+    owner = _owner(policy)
+    if owner is None or (kind != "DELETED" and policy["metadata"].get("deletionTimestamp")):
+        return
+    namespace = policy["metadata"]["namespace"]
+    if kind != "DELETED":
+        cached = next(iter(containers.get((namespace, owner["name"])) or ()), None)
+        if cached is not None and cached["metadata"]["uid"] == owner["uid"] and not policy_drifted(
+                cached, policy.get("spec"), settings):
+            return  # as built (most events: our own creations and ownerReference patches), or not ours to keep
+    await _restore_network_policy(kube, settings, namespace, owner["name"], owner["uid"])
+
+
+async def _restore_network_policy(kube: Kube, settings: OperatorSettings, namespace: str, name: str, uid: str) -> None:
+    container = await kube.get_container(namespace, name)  # fresh: a stale spec would be fought for
+    if container is None or container["metadata"]["uid"] != uid or not guards_policy(container):
+        return  # gone or going (the garbage collector's turn), expired (the expiry's), or mid-reconcile
+    ref = ContainerRef.from_body(container)
+    done = await restore_network_policy(kube, ref, settings)
+    if done is not None:
+        what = "deleted" if done == "recreated" else "edited"
+        await _event(kube, container, "Warning", reason="NetworkPolicyRestored",
+                     message=f"NetworkPolicy {ref.network_policy_name} was {what}; {done} it")
 
 
 # --- activity and expiry ------------------------------------------------------------------------

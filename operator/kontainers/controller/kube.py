@@ -17,6 +17,7 @@ from ..resources import names
 
 Body = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 
 
 class Kube:
@@ -86,6 +87,11 @@ class Kube:
 
     async def patch_network_policy(self, namespace: str, name: str, patch: Body) -> None:
         await self.networking.patch_namespaced_network_policy(name, namespace, patch, _content_type=MERGE_PATCH)
+
+    async def replace_network_policy_spec(self, namespace: str, name: str, spec: Body) -> None:
+        """The whole spec replaced (a JSON patch): a merge patch would keep keys someone added."""
+        await self.networking.patch_namespaced_network_policy(
+            name, namespace, [{"op": "replace", "path": "/spec", "value": spec}], _content_type=JSON_PATCH)
 
     async def delete(self, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
         """Delete if present; with `uid`, only that very object (not a successor of the same name)."""

@@ -50,3 +50,19 @@ def build_network_policy(ref: ContainerRef, settings: OperatorSettings) -> dict[
             "egress": egress,
         },
     }
+
+
+def _without_empty(value: Any) -> Any:
+    """`value` without null or empty-list fields: the API server omits them (`egress: []` comes
+    back absent), and for a NetworkPolicy both mean the same. Empty maps stay: `{}` as a selector
+    means "all", which differs from no selector."""
+    if isinstance(value, dict):
+        return {key: _without_empty(item) for key, item in value.items() if item is not None and item != []}
+    if isinstance(value, list):
+        return [_without_empty(item) for item in value]
+    return value
+
+
+def same_policy_spec(actual: Any, desired: dict[str, Any]) -> bool:
+    """Whether a stored NetworkPolicy spec is the one the operator built (drift detection)."""
+    return _without_empty(actual or {}) == _without_empty(desired)
