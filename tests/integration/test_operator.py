@@ -258,6 +258,25 @@ def test_deleted_pod_is_recreated(k: Kubectl, cluster):
     assert len(k.list("pods", f"{names.LABEL_CONTAINER_ID}={body['status']['id']}")) == 1
 
 
+def test_a_deleted_sidecar_secret_brings_a_new_token_and_a_new_pod(k: Kubectl, cluster, operator):
+    """The sidecar reads its token from the Secret when it starts: a Secret recreated with a new
+    token must come with a new pod, or the gateway could no longer reach the old sidecar."""
+    k.apply("keyless", {"name": "keyless"})
+    body = k.wait_status("keyless", "running")
+    old_pod = k.pod_of(body)
+    secret_name = next(e["valueFrom"]["secretKeyRef"]["name"] for c in old_pod["spec"]["containers"]
+                       for e in c.get("env") or [] if "secretKeyRef" in e.get("valueFrom", {}))
+    old_token = k.get("secret", secret_name)["data"]["token"]
+    cluster.kubectl("-n", k.ns, "delete", "secret", secret_name)
+    operator.restart()  # Secrets are not watched: a resume (or a spec change) repairs them
+    new_pod = k.wait(lambda: (p := k.pod_of(body)) and p["metadata"]["uid"] != old_pod["metadata"]["uid"] and p,
+                     "a new pod", timeout=60)
+    assert new_pod["metadata"]["name"] == old_pod["metadata"]["name"]
+    assert k.get("secret", secret_name)["data"]["token"] != old_token
+    k.wait_status("keyless", "running")
+    k.wait(lambda: "SecretRecreated" in {e["reason"] for e in k.events("keyless")}, "a SecretRecreated event")
+
+
 def test_a_pod_the_api_server_refused_to_recreate_comes_back(k: Kubectl, cluster):
     """kopf never retries a watch-event handler: when recreating a deleted pod fails (here a
     ResourceQuota refuses it), the periodic sweep must notice the missing pod and try again."""

@@ -213,7 +213,7 @@ async def _reconcile(kube: Kube, settings: OperatorSettings, body: kopf.Body, pa
     if body.meta.labels.get(names.LABEL_CONTAINER_ID) != ref.id:
         patch.metadata.labels[names.LABEL_CONTAINER_ID] = ref.id  # for `kubectl get -l`
 
-    await asyncio.gather(ensure_secret(kube, ref), ensure_network_policy(kube, ref, settings))
+    secret_created, _ = await asyncio.gather(ensure_secret(kube, ref), ensure_network_policy(kube, ref, settings))
     # The pod is created only after the first status write: without a status there is no pod.
     pod = await kube.get("Pod", ref.namespace, ref.pod_name) if body.status.get("status") else None
     was_running = body.status.get("status") == "running"
@@ -245,6 +245,13 @@ async def _reconcile(kube: Kube, settings: OperatorSettings, body: kopf.Body, pa
     if pod is None:
         await _forget_delivery(kube, ref, current)
     pod, created = await ensure_pod(kube, ref, settings)
+    if secret_created and not created and not pod["metadata"].get("deletionTimestamp"):
+        # The Secret was deleted behind our back and made anew with a new token, but the running
+        # sidecar still holds the old one: replace the pod (its DELETED event brings the new one).
+        await kube.delete("Pod", ref.namespace, ref.pod_name, uid=pod["metadata"]["uid"])
+        await _event(kube, current, "Warning", reason="SecretRecreated",
+                     message=f"sidecar Secret {ref.secret_name} was missing; recreated it and replaced pod {ref.pod_name}")
+        return
     if created:
         if was_running or _ever_recreated(body.status):  # the latter: a recreation that failed before
             await _event(kube, current, "Warning", reason="PodRecreated",
