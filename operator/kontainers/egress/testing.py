@@ -155,8 +155,39 @@ class ServerThread:
         self._thread.join(10)
 
 
+class _EgressProcess:
+    """What both ways of running `kontainers egress` in tests share: its files, log and stop."""
+
+    workdir: Path
+    process: subprocess.Popen | None
+    stop_timeout: float = 10.0
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "egress.log"
+
+    @property
+    def ca_file(self) -> Path:
+        """The proxy CA certificate a sandbox trusts (SSL_CERT_FILE)."""
+        return self.workdir / "confdir" / "mitmproxy-ca-cert.pem"
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_file.exists():
+            return ""
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
 @dataclass
-class ProxyProcess:
+class ProxyProcess(_EgressProcess):
     """`kontainers egress` with a static policy (no Kubernetes)."""
 
     workdir: Path
@@ -168,15 +199,6 @@ class ProxyProcess:
     port: int = 0
     ops_port: int = 0
     process: subprocess.Popen | None = field(default=None, repr=False)
-
-    @property
-    def log_file(self) -> Path:
-        return self.workdir / "egress.log"
-
-    @property
-    def ca_file(self) -> Path:
-        """The proxy CA certificate a sandbox trusts (SSL_CERT_FILE)."""
-        return self.workdir / "confdir" / "mitmproxy-ca-cert.pem"
 
     def start(self, timeout: float = 30.0) -> "ProxyProcess":
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -219,19 +241,6 @@ class ProxyProcess:
         auth = f"{user}:{token}@" if user else ""
         return f"http://{auth}127.0.0.1:{self.port}"
 
-    def log_tail(self, lines: int = 40) -> str:
-        if not self.log_file.exists():
-            return ""
-        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 async def wait_port(port: int, timeout: float = 10.0) -> None:
@@ -247,8 +256,10 @@ async def wait_port(port: int, timeout: float = 10.0) -> None:
             await asyncio.sleep(0.05)
 
 
-class ClusterEgressProcess:
+class ClusterEgressProcess(_EgressProcess):
     """`kontainers egress` watching a cluster; its CA and address published in `namespace`."""
+
+    stop_timeout = 15.0
 
     def __init__(self, kubeconfig: str, namespace: str, workdir: Path, extra_env: dict[str, str] | None = None,
                  extra_args: tuple[str, ...] = ()) -> None:
@@ -257,14 +268,6 @@ class ClusterEgressProcess:
         self.extra_args = extra_args
         self.port = self.ops_port = 0
         self.process: subprocess.Popen | None = None
-
-    @property
-    def log_file(self) -> Path:
-        return self.workdir / "egress.log"
-
-    @property
-    def ca_file(self) -> Path:
-        return self.workdir / "confdir" / "mitmproxy-ca-cert.pem"
 
     def start(self, timeout: float = 60.0) -> "ClusterEgressProcess":
         import urllib.request
@@ -292,16 +295,3 @@ class ClusterEgressProcess:
         self.stop()
         raise RuntimeError(f"egress proxy not ready:\n{self.log_tail()}")
 
-    def log_tail(self, lines: int = 40) -> str:
-        if not self.log_file.exists():
-            return ""
-        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
