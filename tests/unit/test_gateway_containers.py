@@ -8,6 +8,7 @@ import json
 import pytest
 
 from fixtures.gateway_fake import FakeCluster, run_immediately, start_client
+from kontainers.gateway.state import ACTIVITY
 from kontainers.resources import names
 
 KEY_A, KEY_B = "sk-tenant-a", "sk-tenant-b"
@@ -288,6 +289,18 @@ async def test_retrieve_records_debounced_activity(client, cluster: FakeCluster)
     assert len(written) == 2  # the first touch at once, the other four folded into one
     (obj,) = cluster.objects.values()
     assert obj["metadata"]["annotations"][names.ANNOTATION_LAST_ACTIVE].endswith("Z")
+
+
+async def test_state_kept_for_a_container_goes_when_it_is_deleted_elsewhere(client, cluster: FakeCluster) -> None:
+    """Deleted with kubectl (or after expiry): its activity and sidecar token go with it."""
+    body = await (await create(client)).json()
+    await client.get(f"/v1/containers/{body['id']}", headers=AUTH_A)
+    (obj,) = cluster.objects.values()
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    activity = client.server.app[ACTIVITY]
+    assert activity.seen(namespace, name) is not None
+    cluster.containers.apply("DELETED", obj)
+    assert activity.seen(namespace, name) is None
 
 
 async def test_every_reply_has_a_request_id_and_json_content_type(client) -> None:

@@ -43,6 +43,7 @@ def create_app(settings: GatewaySettings | None = None, *, cluster: Cluster | No
     app[SIDECARS] = SidecarClient(cluster, port=settings.sidecar_port,
                                   connect_timeout=settings.sidecar_connect_timeout,
                                   retry_after=settings.not_ready_retry_after)
+    cluster.containers.on_removed(lambda obj: _forget_container(app, obj))
     app.cleanup_ctx.append(_lifecycle)
     app.on_response_prepare.append(add_request_id_header)
     app.router.add_routes(container_routes.routes)
@@ -53,6 +54,12 @@ def create_app(settings: GatewaySettings | None = None, *, cluster: Cluster | No
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     return app
+
+
+def _forget_container(app: web.Application, obj: dict) -> None:
+    """A Container left the cache (deleted with kubectl, after expiry, …): drop what is kept for it."""
+    app[ACTIVITY].forget(obj["metadata"]["namespace"], obj["metadata"]["name"])
+    app[SIDECARS].forget(obj)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -33,7 +33,13 @@ class ContainerCache:
         self._gone_keys: OrderedDict[str, SortKey] = OrderedDict()
         self._tombstones: dict[str, float] = {}  # uid → monotonic time of our delete
         self._changed = asyncio.Event()
+        self._removal_listeners: list[Callable[[dict], None]] = []
         self.synced = False
+
+    def on_removed(self, listener: Callable[[dict], None]) -> None:
+        """Call `listener(obj)` whenever a Container leaves the cache (deleted, or gone at a relist),
+        so per-container state kept elsewhere (activity, sidecar tokens) does not outlive it."""
+        self._removal_listeners.append(listener)
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -82,6 +88,7 @@ class ContainerCache:
         for obj in in_scope:
             if resource.container_id(obj) not in self._by_id:
                 self._remember_gone(obj)
+                self._removed(obj)
         CONTAINERS.replace({self._metric_key(o): resource.status_of(o) for o in self._by_id.values()})
         self._notify()
 
@@ -115,6 +122,7 @@ class ContainerCache:
         known = self._drop(obj)
         if known is not None:
             self._remember_gone(known)
+            self._removed(known)
         CONTAINERS.forget(self._metric_key(obj))
         self._notify()
 
@@ -143,6 +151,10 @@ class ContainerCache:
         self._gone_keys[resource.container_id(obj)] = sort_key(obj)
         while len(self._gone_keys) > _GONE_KEYS:
             self._gone_keys.popitem(last=False)
+
+    def _removed(self, obj: dict) -> None:
+        for listener in self._removal_listeners:
+            listener(obj)
 
     def _is_tombstoned(self, uid: str) -> bool:
         stamp = self._tombstones.get(uid)
