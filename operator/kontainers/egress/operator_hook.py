@@ -53,9 +53,9 @@ def ca_configmap_name(name: str, uid: str) -> str:
 async def pinned_url(url: str) -> str:
     """The URL with its host replaced by its address (so the sandbox needs no DNS).
 
-    Resolved through the event loop (never blocking it). A name that does not resolve waits:
-    handing the sandbox the name instead would give it a proxy it cannot reach without DNS, and
-    a pod spec that changes again once the name resolves.
+    Resolved through the event loop (never blocking it). A name that does not resolve here (an
+    operator running outside the cluster, without its DNS) is handed over as it is: the sandbox
+    then needs DNS (`allowlist_dns`) to reach the proxy.
     """
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -66,8 +66,10 @@ async def pinned_url(url: str) -> str:
         pass
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 80, type=socket.SOCK_STREAM)
-    except OSError as error:
-        raise kopf.TemporaryError(f"cannot resolve the egress proxy address {host!r}: {error}", delay=10) from None
+    except OSError:
+        logger.warning("cannot resolve the egress proxy address; sandboxes get its name",
+                       extra={"proxy_host": host})
+        return url
     address = infos[0][4][0]
     netloc = f"[{address}]" if ":" in address else address
     if parts.port:
