@@ -269,22 +269,19 @@ class FileStore:
     # --- reads -----------------------------------------------------------------------------------
 
     async def get(self, file_id: str) -> StoredFile | None:
-        """The record of a file that still exists, its size refreshed; None otherwise."""
+        """The record of a file that still exists, its size refreshed; None otherwise (and the
+        record of a file that vanished behind the sidecar's back is dropped)."""
         record = self._by_id.get(file_id)
-        if record is None:
+        opened = await self.open_content(file_id)
+        if opened is None:
+            if record is not None:
+                async with self._commit:
+                    if self._by_id.get(file_id) is record:
+                        self._unindex(record)
+                        await asyncio.to_thread(self._unlink_quietly, record.id, self._records_fd)
             return None
-        try:
-            fd = await asyncio.to_thread(self._open_content, record)
-        except (OSError, NotAFile):
-            async with self._commit:
-                if self._by_id.get(file_id) is record:
-                    self._unindex(record)
-                    await asyncio.to_thread(self._unlink_quietly, record.id, self._records_fd)
-            return None
-        try:
-            record.bytes = os.fstat(fd).st_size
-        finally:
-            os.close(fd)
+        record, fd = opened
+        os.close(fd)
         return record
 
     async def open_content(self, file_id: str) -> tuple[StoredFile, int] | None:
