@@ -26,7 +26,6 @@ import shutil
 import signal
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from kubernetes_asyncio import client
@@ -35,7 +34,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kontainers.cluster import build
 from kontainers.cluster.launcher import ControlPlane, ControlPlaneError, free_port
 from kontainers.cluster.nodeagent import DevNodeAgent, kontainers_command
-from kontainers.cluster.process import Component
+from kontainers.cluster.process import Component, answers
 from kontainers.gateway import apikeys
 from kontainers.gateway.auth import key_hash
 from kontainers.kube import api_client
@@ -168,7 +167,7 @@ class DevStack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
-            if await asyncio.to_thread(_answers, url):
+            if await asyncio.to_thread(answers, url, 2.0):
                 return
             await asyncio.sleep(0.2)
         raise DevError(f"the {what} was not ready at {url} within {timeout:.0f}s")
@@ -192,12 +191,6 @@ class DevStack:
         self.components = []
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
 
 
 def write_atomically(path: Path, text: str, mode: int = 0o600) -> None:

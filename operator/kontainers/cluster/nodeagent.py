@@ -28,14 +28,13 @@ import os
 import shutil
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kontainers.cluster.process import Component
+from kontainers.cluster.process import Component, answers
 from kontainers.kube import api_client
 from kontainers.resources import names
 
@@ -330,7 +329,7 @@ class DevNodeAgent:
     async def _await_ready(self, running: RunningSidecar) -> None:
         deadline = time.monotonic() + 30
         while running.component.running() and time.monotonic() < deadline:
-            if await asyncio.to_thread(_answers, f"{running.url}/healthz"):
+            if await asyncio.to_thread(answers, f"{running.url}/healthz"):
                 running.ready.set()
                 self._backoff.pop((running.want.namespace, running.want.pod), None)
                 return
@@ -359,12 +358,6 @@ class DevNodeAgent:
         return base64.b64decode(value).decode()
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
 
 
 def main(argv: list[str]) -> int:

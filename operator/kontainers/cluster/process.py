@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import urllib.request
 from collections import deque
 from pathlib import Path
 
@@ -86,3 +87,12 @@ def rss_bytes(pid: int) -> tuple[int, int]:
     except FileNotFoundError:
         pass
     return values["VmRSS"], values["VmHWM"]
+
+
+def answers(url: str, timeout: float = 1.0) -> bool:
+    """Whether `url` answers 200 now (a health or readiness probe of a local process)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
