@@ -72,12 +72,7 @@ def pin_hash() -> str:
     digest = hashlib.sha256()
     digest.update(go_version().encode())
     for name in sorted(TOOLS):
-        tool = TOOLS[name]
-        digest.update(json.dumps([name, tool.module, tool.version, tool.binaries], sort_keys=True).encode())
-        digest.update(_stable_ldflags(tool).encode())
-        for file in ("go.mod", "go.sum"):
-            path = module_dir(name) / file
-            digest.update(path.read_bytes() if path.exists() else b"")
+        digest.update(tool_hash(name).encode())
     return digest.hexdigest()[:16]
 
 
@@ -87,6 +82,8 @@ def tool_hash(name: str) -> str:
     digest = hashlib.sha256(go_version().encode())
     digest.update(json.dumps([name, tool.module, tool.version, tool.binaries], sort_keys=True).encode())
     digest.update(_stable_ldflags(tool).encode())
+    if tool.tags != GoTool.tags:  # the default set keeps the digests of builds made before tags were a pin
+        digest.update(json.dumps(tool.tags).encode())
     for file in ("go.mod", "go.sum"):
         path = module_dir(name) / file
         digest.update(path.read_bytes() if path.exists() else b"")
@@ -267,7 +264,7 @@ def build_tool(name: str, binaries: list[str], target: Path) -> float:
             _go(
                 "build",
                 "-trimpath",
-                "-tags=selinux,notest",
+                f"-tags={','.join(tool.tags)}",
                 f"-ldflags={_ldflags(tool)}",
                 "-o",
                 scratch + "/",

@@ -18,6 +18,8 @@ class GoTool:
     version: str
     binaries: dict[str, str]
     """Output binary name → Go package path to build."""
+    tags: tuple[str, ...] = ("selinux", "notest")
+    """Go build tags (the upstream release builds' own)."""
 
 
 KUBERNETES_VERSION = "v1.36.3"
@@ -26,6 +28,10 @@ KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.22.0"
 # The S3-compatible server the Files API's S3 backend is tested against (kontainers.files.s3dev).
 VERSITYGW_VERSION = "v1.8.0"
+# The real node's pieces (kubelet comes from the Kubernetes module above).
+CONTAINERD_VERSION = "v2.2.9"
+# The NetworkPolicy enforcer (its firewall controller only); v2.1.0 is the newest /v2 tag served.
+KUBE_ROUTER_VERSION = "v2.1.0"
 
 TOOLS: dict[str, GoTool] = {
     "kubernetes": GoTool(
@@ -36,6 +42,7 @@ TOOLS: dict[str, GoTool] = {
             "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
             "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
             "kubectl": "k8s.io/kubernetes/cmd/kubectl",
+            "kubelet": "k8s.io/kubernetes/cmd/kubelet",
         },
     ),
     "etcd": GoTool(
@@ -57,5 +64,22 @@ TOOLS: dict[str, GoTool] = {
         module="github.com/versity/versitygw",
         version=VERSITYGW_VERSION,
         binaries={"versitygw": "github.com/versity/versitygw/cmd/versitygw"},
+    ),
+    "containerd": GoTool(
+        module="github.com/containerd/containerd/v2",
+        version=CONTAINERD_VERSION,
+        binaries={
+            "containerd": "github.com/containerd/containerd/v2/cmd/containerd",
+            "ctr": "github.com/containerd/containerd/v2/cmd/ctr",
+            "containerd-shim-runc-v2": "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2",
+        },
+        # Snapshotters that need cgo or kernel pieces this node does not use (its one is overlayfs).
+        tags=("no_btrfs", "no_devmapper", "no_zfs"),
+    ),
+    "kube-router": GoTool(
+        module="github.com/cloudnativelabs/kube-router/v2",
+        version=KUBE_ROUTER_VERSION,
+        binaries={"kube-router": "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"},
+        tags=(),
     ),
 }
