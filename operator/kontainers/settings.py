@@ -32,6 +32,10 @@ class OperatorSettings(BaseSettings):
     run_as_user: int = 10001  # the image's non-root uid; PodSecurity `restricted` needs non-root
     run_as_group: int = 10001
     runtime_class_name: str | None = None  # e.g. gvisor or kata, when the cluster offers one
+    # Where sandbox pods may run, e.g. a dedicated node pool: {"pool": "sandboxes"} and its taint's
+    # toleration [{"key": "pool", "value": "sandboxes", "effect": "NoSchedule"}].
+    sandbox_node_selector: dict[str, str] = {}
+    sandbox_tolerations: list[dict[str, str]] = []
     # Per memory size (1g/4g/16g/64g); the memory *limit* is always exactly the size.
     memory_requests: dict[str, str] = {"1g": "256Mi", "4g": "1Gi", "16g": "4Gi", "64g": "16Gi"}
     cpu_requests: dict[str, str] = {"1g": "100m", "4g": "250m", "16g": "500m", "64g": "1"}
@@ -48,6 +52,9 @@ class OperatorSettings(BaseSettings):
     egress_pod_labels: dict[str, str] = {"app.kubernetes.io/name": "kontainers", "app.kubernetes.io/component": "egress"}
     egress_namespace: str | None = None
     egress_port: int = 3128  # the egress proxy's port (EgressSettings.port)
+    # An egress proxy outside the cluster (e.g. on a dedicated host): its CIDRs, allowed besides the
+    # egress pods. Example: ["192.0.2.10/32"]
+    egress_ip_blocks: list[str] = []
     # How allowlists are enforced: `proxy` (the egress proxy; domain_secrets work) or `cilium`
     # (a CiliumNetworkPolicy with toFQDNs per Container; no domain_secrets, no proxy hop).
     egress_mode: Literal["proxy", "cilium"] = "proxy"

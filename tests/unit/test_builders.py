@@ -180,3 +180,22 @@ def test_container_ref_from_body():
             "spec": {"name": "x", "memoryLimit": "16g"}}
     r = ContainerRef.from_body(body)
     assert (r.generation, r.spec.memory_limit, r.id) == (3, "16g", names.container_id(UID))
+
+
+def test_network_policy_allowlist_also_reaches_an_egress_proxy_outside_the_cluster():
+    settings = OperatorSettings(egress_namespace="kontainers", egress_ip_blocks=["192.0.2.10/32"])
+    np = build_network_policy(ref(network_policy={"type": "allowlist", "allowed_domains": ["a.example.com"]}), settings)
+    assert np["spec"]["egress"][0]["to"][1:] == [{"ipBlock": {"cidr": "192.0.2.10/32"}}]
+    disabled = build_network_policy(ref(), settings)
+    assert disabled["spec"]["egress"] == []  # a proxy address opens nothing for `disabled`
+
+
+def test_sandbox_pods_go_where_the_settings_place_them():
+    assert "nodeSelector" not in build_pod(ref(), OperatorSettings())["spec"]
+    toleration = {"key": "pool", "value": "sandboxes", "effect": "NoSchedule"}
+    placed = build_pod(ref(), OperatorSettings(sandbox_node_selector={"pool": "sandboxes"},
+                                               sandbox_tolerations=[toleration]))
+    assert placed["spec"]["nodeSelector"] == {"pool": "sandboxes"}
+    assert placed["spec"]["tolerations"] == [toleration]
+    assert placed["metadata"]["annotations"][ANNOTATION_SPEC_HASH] != \
+        build_pod(ref(), OperatorSettings())["metadata"]["annotations"][ANNOTATION_SPEC_HASH]

@@ -32,6 +32,14 @@ dict values as JSON. Kept next to each other so a settings rename is one place t
 - name: KONTAINERS_OPERATOR_RUNTIME_CLASS_NAME
   value: {{ . | quote }}
 {{- end }}
+{{- with .Values.sandbox.nodeSelector }}
+- name: KONTAINERS_OPERATOR_SANDBOX_NODE_SELECTOR
+  value: {{ toJson . | quote }}
+{{- end }}
+{{- with .Values.sandbox.tolerations }}
+- name: KONTAINERS_OPERATOR_SANDBOX_TOLERATIONS
+  value: {{ toJson . | quote }}
+{{- end }}
 - name: KONTAINERS_OPERATOR_MEMORY_REQUESTS
   value: {{ toJson $memoryRequests | quote }}
 - name: KONTAINERS_OPERATOR_CPU_REQUESTS

@@ -27,7 +27,8 @@ def build_network_policy(ref: ContainerRef, settings: OperatorSettings) -> dict[
     egress: list[dict[str, Any]] = []
     if ref.spec.network_policy.type == "allowlist":
         egress.append({
-            "to": [_peer(settings.egress_pod_labels, settings.egress_namespace)],
+            "to": [_peer(settings.egress_pod_labels, settings.egress_namespace)]
+            + [{"ipBlock": {"cidr": cidr}} for cidr in settings.egress_ip_blocks],
             "ports": [{"protocol": "TCP", "port": settings.egress_port}],
         })
         if settings.allowlist_dns:

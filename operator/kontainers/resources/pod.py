@@ -138,6 +138,10 @@ def build_pod(ref: ContainerRef, settings: OperatorSettings, extras: Iterable[Sa
     }
     if settings.runtime_class_name:
         spec["runtimeClassName"] = settings.runtime_class_name
+    if settings.sandbox_node_selector:
+        spec["nodeSelector"] = dict(settings.sandbox_node_selector)
+    if settings.sandbox_tolerations:
+        spec["tolerations"] = [dict(toleration) for toleration in settings.sandbox_tolerations]
     if settings.image_pull_secrets:
         spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
     return {
