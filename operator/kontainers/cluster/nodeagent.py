@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import logging
 import os
 import shutil
@@ -77,9 +78,14 @@ class PodSidecar:
 
 
 def desired_sidecar(pod: client.V1Pod) -> PodSidecar | None:
-    """The sidecar a pod should have right now, or None (not running, no IP, no files container)."""
+    """The sidecar a pod should have right now, or None (not running, no IP, no files container).
+
+    Only kwok's pods qualify: their loopback IPs can be bound here, while a real node's pods run
+    their own sidecar container."""
     meta, status, spec = pod.metadata, pod.status, pod.spec
     if meta.deletion_timestamp is not None or status is None or status.phase != "Running" or not status.pod_ip:
+        return None
+    if not ipaddress.ip_address(status.pod_ip).is_loopback:
         return None
     files = next((c for c in (spec.containers or []) if c.name == FILES_CONTAINER), None)
     env = next((e for e in (files.env or []) if e.name == TOKEN_ENV), None) if files else None
