@@ -41,10 +41,10 @@ def test_pods_not_running_without_ip_deleting_or_without_files_container_want_no
     assert desired_sidecar(pod(env=[client.V1EnvVar(name="UNRELATED", value="x")])) is None
 
 
-
-
 def test_a_real_nodes_pod_runs_its_own_sidecar():
     assert desired_sidecar(pod(ip="10.234.0.9")) is None
+
+
 def test_a_literal_token_is_used_but_never_shown():
     want = desired_sidecar(pod(env=[client.V1EnvVar(name="KONTAINERS_SIDECAR_TOKEN", value="s3cret")]))
     assert want.literal_token == "s3cret" and want.secret_name is None
