@@ -32,6 +32,8 @@ VERSITYGW_VERSION = "v1.8.0"
 CONTAINERD_VERSION = "v2.2.9"
 # The NetworkPolicy enforcer (its firewall controller only); v2.1.0 is the newest /v2 tag served.
 KUBE_ROUTER_VERSION = "v2.1.0"
+# Cluster DNS for the real node's pods (Service names), as on any cluster.
+COREDNS_VERSION = "v1.15.0"
 
 TOOLS: dict[str, GoTool] = {
     "kubernetes": GoTool(
@@ -43,6 +45,7 @@ TOOLS: dict[str, GoTool] = {
             "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
             "kubectl": "k8s.io/kubernetes/cmd/kubectl",
             "kubelet": "k8s.io/kubernetes/cmd/kubelet",
+            "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
         },
     ),
     "etcd": GoTool(
@@ -80,6 +83,12 @@ TOOLS: dict[str, GoTool] = {
         module="github.com/cloudnativelabs/kube-router/v2",
         version=KUBE_ROUTER_VERSION,
         binaries={"kube-router": "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"},
+        tags=(),
+    ),
+    "coredns": GoTool(
+        module="github.com/coredns/coredns",
+        version=COREDNS_VERSION,
+        binaries={"coredns": "github.com/coredns/coredns"},
         tags=(),
     ),
 }
