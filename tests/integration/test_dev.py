@@ -69,8 +69,9 @@ def test_kontainers_dev_serves_the_openai_sdk_and_stops_cleanly(tmp_path):
     state = tmp_path / "dev"
     output = tmp_path / "dev.out"
     # A free sidecar port: other control planes on this machine may hand out the same pod IPs.
+    # Fake nodes: the test session's cluster holds this host's one real node.
     command = [sys.executable, "-m", "kontainers.cli", "dev", "--state-dir", str(state), "--port", "0",
-               "--sidecar-port", str(free_port())]
+               "--sidecar-port", str(free_port()), "--fake-nodes"]
     with output.open("wb") as out:
         dev = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
 

@@ -1,10 +1,15 @@
 """`kontainers dev --state-dir DIR`: the whole product on this machine, for trying it and for tests.
 
-Starts the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok), installs
+Starts the local control plane (etcd, kube-apiserver, controller-manager, scheduler) with a real
+node (containerd, kubelet, CNI bridge, kube-router; the locally built images imported), installs
 the Container CRD, runs `kontainers egress`, `kontainers operator` and `kontainers gateway` as child
-processes, runs the dev node agent (a real files sidecar per Running pod, since kwok pods run
-nothing), and creates a tenant namespace (Pod Security `restricted`) with an API key. When the
-gateway answers /readyz it writes, in this order:
+processes, and creates a tenant namespace (Pod Security `restricted`) with an API key. Sandboxes
+run on the real node; the egress proxy listens on this host's address on the pods' bridge.
+
+Where this machine cannot run a real node (not root, no cgroups or overlayfs, packages missing),
+or with `--fake-nodes`, kwok's fake node takes the pods instead and the dev node agent runs a real
+files sidecar for each (kwok pods run nothing). When the gateway answers /readyz it writes, in this
+order:
 
     DIR/kubeconfig    admin kubeconfig of the control plane
     DIR/env           OPENAI_BASE_URL=…/v1, OPENAI_API_KEY=…, KUBECONFIG=… (their presence = ready)
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import shlex
@@ -31,7 +37,7 @@ from pathlib import Path
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kontainers.cluster import build
+from kontainers.cluster import build, node
 from kontainers.cluster.launcher import ControlPlane, ControlPlaneError, free_port
 from kontainers.cluster.nodeagent import DevNodeAgent, kontainers_command
 from kontainers.cluster.process import Component, answers
@@ -81,24 +87,36 @@ class DevStack:
             await self._namespace(api, self.args.tenant, RESTRICTED)
             api_key = await self._api_key(api)
         # The egress proxy publishes its CA in SYSTEM_NAMESPACE; allowlist sandboxes wait for it.
-        egress_ops_port = free_port()
+        # Real pods reach it on this host's bridge address, which their NetworkPolicy then allows.
+        real = self.control_plane.node
+        egress_host = real.ip if real else "127.0.0.1"
+        egress_port, egress_ops_port = free_port(), free_port()
         self._start_component("egress", {
             "KONTAINERS_EGRESS_KUBECONFIG": self.kubeconfig,
             "KONTAINERS_EGRESS_NAMESPACE": SYSTEM_NAMESPACE,
-            "KONTAINERS_EGRESS_PORT": str(free_port()),
+            "KONTAINERS_EGRESS_HOST": egress_host,
+            "KONTAINERS_EGRESS_PORT": str(egress_port),
             "KONTAINERS_EGRESS_OPS_PORT": str(egress_ops_port),
             "KONTAINERS_EGRESS_CONFDIR": str(self.state_dir / "egress"),
         })
         await self._wait_ready(f"http://127.0.0.1:{egress_ops_port}/readyz", "egress proxy")
         operator_ops_port = free_port()
-        self._start_component("operator", {
+        operator_env = {
             "KONTAINERS_OPERATOR_KUBECONFIG": self.kubeconfig,
             "KONTAINERS_OPERATOR_EGRESS_NAMESPACE": SYSTEM_NAMESPACE,
             "KONTAINERS_OPERATOR_SIDECAR_PORT": str(self.args.sidecar_port),
             "KONTAINERS_OPERATOR_OPS_HOST": "127.0.0.1",
             "KONTAINERS_OPERATOR_OPS_PORT": str(operator_ops_port),
             "KONTAINERS_OPERATOR_STANDALONE": "true",  # one replica: no peering object needed
-        })
+        }
+        if real and self.control_plane.images:
+            operator_env.update({
+                "KONTAINERS_OPERATOR_SANDBOX_IMAGE": self.control_plane.images.sandbox.name,
+                "KONTAINERS_OPERATOR_SIDECAR_IMAGE": self.control_plane.images.kontainers.name,
+                "KONTAINERS_OPERATOR_IMAGE_PULL_POLICY": "Never",  # imported, never pulled
+                "KONTAINERS_OPERATOR_EGRESS_IP_BLOCKS": json.dumps([f"{egress_host}/32"]),
+            })
+        self._start_component("operator", operator_env)
         self._start_component("gateway", {
             "KONTAINERS_GATEWAY_HOST": "127.0.0.1",
             "KONTAINERS_GATEWAY_PORT": str(self.gateway_port),
@@ -108,8 +126,9 @@ class DevStack:
             "KONTAINERS_GATEWAY_SIDECAR_PORT": str(self.args.sidecar_port),
             "KONTAINERS_FILES_ROOT": str(self.state_dir / "files"),  # the Files API store
         })
-        self.agent = DevNodeAgent(self.kubeconfig, self.state_dir, self.args.sidecar_port)
-        await self.agent.start()
+        if not real:
+            self.agent = DevNodeAgent(self.kubeconfig, self.state_dir, self.args.sidecar_port)
+            await self.agent.start()
         await self._wait_ready(f"http://127.0.0.1:{operator_ops_port}/readyz", "operator")
         await self._wait_ready(f"http://127.0.0.1:{self.gateway_port}/readyz", "gateway")
         return api_key
@@ -264,6 +283,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sidecar-port", type=int, default=8081, help="port of the files sidecars on pod IPs")
     parser.add_argument("--tenant", default="dev", help="namespace of the tenant the API key belongs to")
     parser.add_argument("--bin-dir", type=Path, help="prebuilt control-plane binaries (default: the pinned build)")
+    parser.add_argument("--fake-nodes", action="store_true",
+                        help="kwok's fake node and the dev node agent instead of a real node")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     args.state_dir = args.state_dir.resolve()
@@ -278,7 +299,13 @@ def main(argv: list[str]) -> int:
         (args.state_dir / stale).unlink(missing_ok=True)
     # Until the event loop takes over, SIGTERM behaves like Ctrl-C so startup unwinds cleanly.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    control_plane = ControlPlane(args.state_dir / "cluster", args.bin_dir)
+    missing = None if args.fake_nodes else node.unavailable_reason()
+    if missing:
+        print(f"kontainers dev: no real node on this machine ({missing}); sandboxes go to kwok's fake node "
+              "and the dev node agent runs their files sidecars", file=sys.stderr, flush=True)
+    real_node = not args.fake_nodes and missing is None
+    control_plane = ControlPlane(args.state_dir / "cluster", args.bin_dir, nodes=0 if real_node else 1,
+                                 real_node=real_node)
     try:
         control_plane.start()
         return asyncio.run(serve(args, control_plane))

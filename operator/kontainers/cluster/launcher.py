@@ -18,8 +18,8 @@ import ipaddress
 import json
 import os
 import signal
-import socket
 import ssl
+import subprocess
 import sys
 import time
 import urllib.error
@@ -29,8 +29,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from kontainers.cluster import build, kubeconfig, pki
-from kontainers.cluster.process import Component, rss_bytes
+from kontainers.cluster import build, images, kubeconfig, node, pki
+from kontainers.cluster.process import Component, free_port, rss_bytes
 
 # A fixed issuer (not one naming the port) keeps tokens valid across restarts on new ports.
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -41,12 +41,6 @@ NODE_IP = "127.0.0.1"
 
 class ControlPlaneError(RuntimeError):
     """The control plane failed to start; the message carries the failing component's log tail."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def node_cidrs(pod_cidr: str, nodes: int) -> list[str]:
@@ -77,6 +71,7 @@ class ControlPlane:
         nodes: int = 1,
         pod_cidr: str = "127.66.0.0/16",
         *,
+        real_node: bool = False,
         startup_timeout: float = 120.0,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
@@ -89,6 +84,11 @@ class ControlPlane:
         self.pki_dir = self.state_dir / "pki"
         self.server = ""
         self.components: list[Component] = []
+        # Beside fake nodes the real one is tainted: it takes only the pods that ask for it, while
+        # the fake ones carry the thousands of pods of scale tests.
+        self.node = node.RealNode(self.state_dir, self.bin_dir, self.logs_dir, tainted=nodes > 0) if real_node else None
+        self._node_certs: node.NodeCerts | None = None
+        self.images: images.NodeImages | None = None  # what the real node's pods run
         self._ssl: ssl.SSLContext | None = None
         self._deadline = 0.0
 
@@ -106,6 +106,9 @@ class ControlPlane:
         self.kubeconfig.unlink(missing_ok=True)  # its presence means "ready"
         self._kill_stale_processes()
         self.bin_dir = build.ensure_built(self.bin_dir)
+        if self.node:
+            self.node.bin_dir = self.bin_dir
+            self.images = images.ensure_images()
         atexit.register(self.stop)
         self._deadline = time.monotonic() + self.startup_timeout
         for attempt in (1, 2):
@@ -132,7 +135,9 @@ class ControlPlane:
             [c for c in self.components if c.name == "kube-apiserver"],
             [c for c in self.components if c.name == "etcd"],
         ]
-        for stage in by_stage:
+        for index, stage in enumerate(by_stage):
+            if index == 1 and self.node:  # the node's pods and processes go while the API server is up
+                self.node.stop()
             for component in stage:
                 component.terminate()
             for component in stage:
@@ -142,13 +147,16 @@ class ControlPlane:
 
     def rss(self) -> dict[str, tuple[int, int]]:
         """(current, peak) resident memory in bytes of each running component."""
-        return {c.name: rss_bytes(c.pid) for c in self.components if c.pid and c.running()}
+        components = self.components + (self.node.components if self.node else [])
+        return {c.name: rss_bytes(c.pid) for c in components if c.pid and c.running()}
 
     # --- startup ---------------------------------------------------------------------------
 
     def _start_all(self) -> None:
         etcd_port, etcd_peer_port, api_port, cm_port, scheduler_port = (free_port() for _ in range(5))
-        self.server = f"https://127.0.0.1:{api_port}"
+        if self.node:  # pods reach the API server too: it listens on the node's bridge address
+            self.node.prepare()
+        self.server = f"https://{self.api_address}:{api_port}"
         certs = self._write_pki()
 
         etcd_url = f"http://127.0.0.1:{etcd_port}"
@@ -166,6 +174,14 @@ class ControlPlane:
 
         self._wait("kube-controller-manager", lambda: self._healthy(cm_port))
         self._wait("kube-scheduler", lambda: self._healthy(scheduler_port))
+        if self.node:
+            assert self._node_certs and self.images
+            try:
+                self.node.start(self.server, certs["ca"].cert, self._node_certs, SERVICE_CLUSTER_IP_RANGE, self.images)
+            except (OSError, RuntimeError, subprocess.CalledProcessError) as error:
+                detail = getattr(error, "stderr", None) or ""
+                raise ControlPlaneError(f"the real node did not start: {error} {detail}".strip()) from error
+            self._write_pids()
         self._wait("kwok", self._nodes_ready)
         # Pods can be created in a namespace only once its "default" ServiceAccount exists.
         self._wait("kube-controller-manager", lambda: self._get(
@@ -179,11 +195,12 @@ class ControlPlane:
             "ca": pki.CertPair(ca.cert_path, ca.key_path),
             "sa": pki.service_account_keys(self.pki_dir),
             "apiserver": ca.issue(
-                "apiserver",
+                "apiserver" if self.api_address == NODE_IP else f"apiserver-{self.api_address}",
                 "kube-apiserver",
                 dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                            "kubernetes.default.svc.cluster.local"),
-                ip_addresses=("127.0.0.1", str(next(ipaddress.ip_network(SERVICE_CLUSTER_IP_RANGE).hosts()))),
+                ip_addresses=tuple(dict.fromkeys((
+                    "127.0.0.1", self.api_address, str(next(ipaddress.ip_network(SERVICE_CLUSTER_IP_RANGE).hosts()))))),
                 server=True,
             ),
             "admin": ca.issue("admin", "kubernetes-admin", organizations=("system:masters",)),
@@ -194,6 +211,11 @@ class ControlPlane:
         }
         # The aggregation layer's CA: controller-manager and scheduler read it for delegated
         # authentication and log errors every second while it is missing.
+        if self.node:
+            self._node_certs = node.issue_certs(ca, self.node.ip)
+        # The API server's client identity towards kubelets (exec, logs, port-forward).
+        certs["kubelet-client"] = ca.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
+                                           organizations=("system:masters",))
         front_proxy = pki.CertificateAuthority(self.pki_dir, "front-proxy-ca", "kontainers-local-front-proxy-ca")
         certs["front-proxy-ca"] = pki.CertPair(front_proxy.cert_path, front_proxy.key_path)
         certs["front-proxy-client"] = front_proxy.issue("front-proxy-client", "front-proxy-client")
@@ -205,6 +227,10 @@ class ControlPlane:
                 kubeconfig.render(self.server, certs["ca"].cert, certs[component], user=component),
             )
         return certs
+
+    @property
+    def api_address(self) -> str:
+        return self.node.ip if self.node else NODE_IP
 
     def _binary(self, name: str) -> str:
         return str(self.bin_dir / name)
@@ -228,8 +254,8 @@ class ControlPlane:
         return [
             self._binary("kube-apiserver"),
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={self.api_address}",
+            f"--advertise-address={self.api_address}",
             f"--secure-port={port}",
             f"--cert-dir={self.pki_dir}",
             f"--tls-cert-file={certs['apiserver'].cert}",
@@ -250,8 +276,13 @@ class ControlPlane:
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={certs['sa'].cert}",
             f"--service-account-signing-key-file={certs['sa'].key}",
-            # Endpoints may not hold loopback addresses, so the `kubernetes` Service stays empty.
-            "--endpoint-reconciler-type=none",
+            # Endpoints may not hold loopback addresses: without a real node the `kubernetes`
+            # Service stays empty; with one it points at the node's bridge address.
+            f"--endpoint-reconciler-type={'lease' if self.node else 'none'}",
+            f"--kubelet-client-certificate={certs['kubelet-client'].cert}",
+            f"--kubelet-client-key={certs['kubelet-client'].key}",
+            f"--kubelet-certificate-authority={certs['ca'].cert}",
+            "--kubelet-preferred-address-types=InternalIP",
         ]
 
     def _component_common_args(self, name: str, port: int) -> list[str]:
@@ -304,6 +335,8 @@ class ControlPlane:
 
     def _write_pids(self) -> None:
         pids = {c.name: c.pid for c in self.components}
+        if self.node:
+            pids.update(self.node.pids())
         (self.state_dir / "pids.json").write_text(json.dumps(pids))
 
     def _kill_stale_processes(self) -> None:
@@ -369,7 +402,7 @@ class ControlPlane:
     def _wait(self, name: str, ready: Callable[[], bool]) -> None:
         """Poll `ready` until true; fail early when any component exits, or at the deadline."""
         while True:
-            for component in self.components:
+            for component in self.components + (self.node.components if self.node else []):
                 code = component.exit_code()
                 if code is not None:
                     raise ControlPlaneError(
@@ -380,6 +413,8 @@ class ControlPlane:
                 return
             if time.monotonic() > self._deadline:
                 failing = next((c for c in self.components if c.name == name), None)
+                if name == "kwok" and self.node:  # the real node's readiness is the kubelet's
+                    failing = next((c for c in self.node.components if c.name == "kubelet"), failing)
                 tail = f"; tail of {failing.log}:\n{failing.tail()}" if failing else ""
                 raise ControlPlaneError(
                     f"control plane not ready after {self.startup_timeout:.0f}s: waiting for {name}{tail}"
@@ -400,7 +435,8 @@ class ControlPlane:
             for condition in (item.get("status") or {}).get("conditions") or []
             if condition["type"] == "Ready" and condition["status"] == "True"
         }
-        return set(self.node_cidrs) <= ready
+        wanted = set(self.node_cidrs) | ({node.NODE_NAME} if self.node else set())
+        return wanted <= ready
 
     def _request(self, method: str, url: str, body: Any = None, verify: bool = True) -> tuple[int, str]:
         data = json.dumps(body).encode() if body is not None else None
@@ -436,12 +472,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--state-dir", type=Path, required=True, help="certificates, etcd data, logs, kubeconfig")
     parser.add_argument("--bin-dir", type=Path, help="prebuilt binaries (default: the pinned build cache)")
     parser.add_argument("--nodes", type=int, default=1, help="number of fake kwok nodes")
+    parser.add_argument("--real-node", action="store_true",
+                        help=f"also run a real node ({node.NODE_NAME}: containerd, kubelet, CNI, kube-router; needs root)")
     parser.add_argument("--pod-cidr", default="127.66.0.0/16", help="pods get IPs from /24s of this range")
     args = parser.parse_args(argv)
 
     # SIGTERM behaves like Ctrl-C, so startup and the wait below unwind through `finally`.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    control_plane = ControlPlane(args.state_dir, args.bin_dir, nodes=args.nodes, pod_cidr=args.pod_cidr)
+    if args.real_node and (reason := node.unavailable_reason()):
+        print(f"kontainers cluster: {reason}", file=sys.stderr)
+        return 1
+    control_plane = ControlPlane(args.state_dir, args.bin_dir, nodes=args.nodes, pod_cidr=args.pod_cidr,
+                                 real_node=args.real_node)
     started = time.monotonic()
     try:
         control_plane.start()
