@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kontainers.egress import domains
+from kontainers.api import domains
 from kontainers.egress.policy import ContainerPolicy, Refused, check_destination, same_host
 
 PORTS = frozenset({443, 80})

@@ -31,7 +31,8 @@ from mitmproxy.net.http import url
 from mitmproxy.proxy import server_hooks
 from prometheus_client import Counter
 
-from kontainers.egress import domains, placeholders
+from kontainers.api import domains
+from kontainers.egress import placeholders
 from kontainers.egress.policy import ContainerPolicy, Refused, check_destination, same_host
 from kontainers.egress.registry import CredentialsRequired, Registry
 from kontainers.egress.resolver import Resolver

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kontainers.egress import domains
+from kontainers.api import domains
 
 API_VERSION = "cilium.io/v2"
 KIND = "CiliumNetworkPolicy"

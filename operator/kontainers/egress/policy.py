@@ -10,7 +10,8 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Any
 
-from kontainers.egress import domains, placeholders
+from kontainers.api import domains
+from kontainers.egress import placeholders
 from kontainers.resources import names
 
 
@@ -56,7 +57,7 @@ class ContainerPolicy:
         return domains.allowed(self.allowed_domains, host)
 
     def secrets_for(self, host: str) -> tuple[DomainSecret, ...]:
-        return tuple(s for s in self.domain_secrets if domains.matches(s.domain, host))
+        return tuple(s for s in self.domain_secrets if domains.domain_matches(s.domain, host))
 
     def token_matches(self, token: str) -> bool:
         return self.proxy_token is not None and hmac.compare_digest(

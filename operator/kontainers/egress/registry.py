@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from kontainers.egress import domains, placeholders
+from kontainers.api import domains
+from kontainers.egress import placeholders
 from kontainers.egress.policy import ContainerPolicy, DomainSecret, Refused
 
 logger = logging.getLogger(__name__)

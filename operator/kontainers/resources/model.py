@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from kontainers.api import domains
+
 MemoryLimit = Literal["1g", "4g", "16g", "64g"]
 MEMORY_LIMITS: tuple[MemoryLimit, ...] = ("1g", "4g", "16g", "64g")
 # Kubernetes quantity of each OpenAI memory size: the runtime container's exact memory limit.
@@ -25,15 +27,12 @@ DEFAULT_EXPIRY_MINUTES = 20
 MAX_EXPIRY_MINUTES = 1440  # one day; OpenAI's own containers live far shorter
 MAX_DOMAINS = 256
 MAX_DOMAIN_SECRETS = 64
-MAX_DOMAIN_LENGTH = 253
+MAX_DOMAIN_LENGTH = domains.MAX_LENGTH
 
 Status = Literal["pending", "running", "failed", "expired"]
 
-# RE2 (CEL) spelling of "a DNS name or a `*.` wildcard": labels of letters, digits and inner
-# hyphens, at least two labels, and a last label that is not all digits (no IPv4 literals).
-# Character classes instead of backslashes: CEL string literals reject `\.` escapes.
-_LABEL = "[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?"
-DOMAIN_RE = f"^([*][.])?({_LABEL}[.])+{_LABEL}$"
+# "A DNS name or a `*.` wildcard" is the wire rule of api/domains.py, as a CEL rule.
+DOMAIN_RE = domains.DOMAIN_RE
 DOMAIN_MESSAGE = (
     "must be a DNS name such as api.example.com or a wildcard such as *.example.com, "
     "without scheme, path, port or IP address"
@@ -69,7 +68,7 @@ class _Model(BaseModel):
 Domain = Annotated[
     str,
     Field(max_length=MAX_DOMAIN_LENGTH, json_schema_extra=validations(
-        cel(f"self.matches('{DOMAIN_RE}') && !self.matches('[.][0-9]+$')", DOMAIN_MESSAGE),
+        cel(domains.CEL_RULE, DOMAIN_MESSAGE),
     )),
 ]
 
