@@ -1,6 +1,6 @@
 """Delivery of file_ids and skills into a pod before it runs: gateway app + real sidecar app, kube faked.
 
-The fake plays the operator's part of the contract (kontainers.files.gate): a pod with files to
+The fake plays the operator's part of the contract (kontainers.resources.delivery_gate): a pod with files to
 receive stays `pending` (DeliveringFiles) with its podIP until the files-delivered annotation
 names that IP, then it is `running`.
 """
@@ -20,7 +20,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from fixtures.gateway_fake import FakeCluster, gateway_test_settings
-from kontainers.files import gate
+from kontainers.resources import delivery_gate as gate
 from kontainers.files.delivery import delivery_names
 from kontainers.gateway.app import create_app
 from kontainers.resources import names

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kontainers.files import gate
+from kontainers.resources import delivery_gate as gate
 from kontainers.resources import names
 
 

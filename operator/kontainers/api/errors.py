@@ -1,11 +1,26 @@
-"""The OpenAI error body: every failure on the wire is `{"error": {message, type, param, code}}`.
+"""The OpenAI error vocabulary, for every HTTP app of kontainers (the gateway and the files sidecar).
 
-The SDKs read `body.error` to build their exceptions; the HTTP status picks the exception class.
+Every failure on the wire is `{"error": {message, type, param, code}}`: the SDKs read `body.error`
+to build their exceptions, and the HTTP status picks the exception class. Handlers raise `APIError`
+(usually through one of the constructors below, so each error is worded once); the one
+`error_middleware` formats it. Anything else that escapes a handler — aiohttp's own HTTP
+exceptions (unknown route, wrong method, body too large), a pydantic ValidationError or a bug — is
+turned into the same shape. The sidecar's errors keep this shape so the gateway can pass them on.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from pydantic import BaseModel, Field, ValidationError
+
+from .validation import describe
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ErrorObject(BaseModel):
@@ -27,3 +42,108 @@ def error_body(message: str, type: str = "invalid_request_error", param: str | N
                code: str | None = None) -> dict:
     """The JSON-ready error body for a reply."""
     return ErrorResponse(error=ErrorObject(message=message, type=type, param=param, code=code)).model_dump()
+
+
+class APIError(Exception):
+    """An error reply: status, and the fields of the OpenAI error object."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def response(self) -> web.Response:
+        body = error_body(self.message, self.type, self.param, self.code)
+        return web.json_response(body, status=self.status, headers=self.headers)
+
+
+# The vocabulary: each error worded once.
+
+def invalid_params(error: ValidationError) -> APIError:
+    """400 naming the first offending parameter."""
+    message, param, code = describe(error)
+    return APIError(400, message, param=param, code=code)
+
+
+def bad_request(message: str, *, param: str | None = None, code: str | None = None) -> APIError:
+    return APIError(400, message, param=param, code=code)
+
+
+def not_found(message: str, *, param: str | None = None) -> APIError:
+    return APIError(404, message, param=param, code="not_found")
+
+
+def container_not_found(container_id: str) -> APIError:
+    return not_found(f"No container found with id '{container_id}'.", param="container_id")
+
+
+def file_not_found(file_id: str, param: str | None = "file_id") -> APIError:
+    """404 for a file of the Files API or of a container (the sidecar's too), in OpenAI's words."""
+    return not_found(f"No such File object: {file_id}", param=param)
+
+
+def too_large(limit: int, *, what: str = "File", param: str | None = "file") -> APIError:
+    """413 for an upload over `limit` bytes: a file, or (what="Skill bundle", param=None) a bundle."""
+    return APIError(413, f"{what} is larger than the limit of {limit} bytes.", param=param, code="file_too_large")
+
+
+def container_expired() -> APIError:
+    return APIError(400, "Container is expired.", code="container_expired")
+
+
+def not_ready(retry_after: int, message: str = "The container is starting; retry shortly.") -> APIError:
+    return APIError(503, message, type="server_error", code="container_not_ready",
+                    headers={"Retry-After": str(retry_after), "retry-after-ms": str(retry_after * 1000)})
+
+
+def unauthorized(message: str) -> APIError:
+    return APIError(401, message, code="invalid_api_key")
+
+
+def server_error(message: str = "The server had an error while processing your request.") -> APIError:
+    return APIError(500, message, type="server_error")
+
+
+_AIOHTTP_MESSAGES = {
+    404: "Unknown request URL: {method} {path}.",
+    405: "Method {method} is not allowed for {path}.",
+    413: "Request body too large.",
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one place failures become OpenAI error bodies; handlers raise, they do not format."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects pass through unchanged
+        if request.writer.output_size > 0:
+            raise
+        return _from_http_exception(request, exc).response()
+    except Exception as exc:
+        if request.writer.output_size > 0:
+            # A streamed reply already started: another response cannot follow; aiohttp closes
+            # the connection, so the client sees a truncated body rather than a fake success.
+            raise
+        if isinstance(exc, APIError):
+            return exc.response()
+        if isinstance(exc, ValidationError):
+            return invalid_params(exc).response()
+        log.exception("unhandled error serving %s %s", request.method, request.path)
+        return server_error().response()
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> APIError:
+    """aiohttp's own errors (no route, wrong method, body over client_max_size) in our shape."""
+    template = _AIOHTTP_MESSAGES.get(exc.status)
+    message = template.format(method=request.method, path=request.path) if template else exc.reason
+    type_ = "server_error" if exc.status >= 500 else "invalid_request_error"
+    headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+    return APIError(exc.status, message, type=type_, headers=headers)

@@ -23,6 +23,7 @@ from typing import Any
 
 import kopf
 
+from ..resources.model import ConditionType, EventReason, Reason
 from ..resources.owner import ContainerRef
 from ..settings import OperatorSettings
 from . import status as st
@@ -60,10 +61,10 @@ async def expire(kube: Kube, ref: ContainerRef, moment: datetime, body: Body | N
             return None
         wrote = True
         conditions = (current.get("status") or {}).get("conditions")
-        conditions = st.with_condition(conditions, st.EXPIRED, True, "IdleTimeout", idle, moment, ref.generation)
-        conditions = st.with_condition(conditions, st.READY, False, "Expired", idle, moment, ref.generation)
+        conditions = st.with_condition(conditions, ConditionType.EXPIRED, True, Reason.IDLE_TIMEOUT, idle, moment, ref.generation)
+        conditions = st.with_condition(conditions, ConditionType.READY, False, Reason.CONTAINER_EXPIRED, idle, moment, ref.generation)
         return {
-            "status": "expired", "reason": "IdleTimeout", "message": idle,
+            "status": "expired", "reason": Reason.IDLE_TIMEOUT, "message": idle,
             "podIP": None, "podName": None, "expiredAt": st.rfc3339(moment), "conditions": conditions,
         }
 
@@ -71,13 +72,13 @@ async def expire(kube: Kube, ref: ContainerRef, moment: datetime, body: Body | N
     if written is None or not wrote or (written.get("status") or {}).get("status") != "expired":
         return False
     await delete_children(kube, ref)
-    await post_event(kube, written, "Normal", "Expired", f"{idle}; pod, Secret and NetworkPolicy removed")
+    await post_event(kube, written, "Normal", EventReason.EXPIRED, f"{idle}; pod, Secret and NetworkPolicy removed")
     return True
 
 
 async def delete_expired(kube: Kube, body: Body, retention: float) -> None:
     meta = body["metadata"]
-    await post_event(kube, body, "Normal", "Deleted", f"expired for longer than {retention:g}s; deleting")
+    await post_event(kube, body, "Normal", EventReason.DELETED, f"expired for longer than {retention:g}s; deleting")
     await kube.delete_container(meta["namespace"], meta["name"], meta["uid"])
 
 

@@ -7,7 +7,7 @@
   is restored at once (the sweep is the backstop, `policy_drift.py`).
 - `reflect_activity` (every event of a Container): the gateway's activity annotation shows up
   in status.lastActiveAt/expiresAt; its files-delivered annotation lets a pod waiting for its
-  file_ids/skills become running (kontainers.files.gate).
+  file_ids/skills become running (kontainers.resources.delivery_gate).
 - the expiry sweep (started at startup, `expiry.py`): idle containers expire; expired ones are
   deleted after the retention; live ones whose pod is missing are reconciled again (`lost_pods.py`).
 
@@ -31,9 +31,10 @@ from typing import Any
 
 import kopf
 
-from ..files import gate
+from ..resources import delivery_gate as gate
 from ..observability import CONTAINERS, CREATE_SECONDS, RECONCILE_SECONDS, timed
 from ..resources import names
+from ..resources.model import ConditionType, EventReason, Reason
 from ..resources.owner import ContainerRef
 from ..settings import OperatorSettings
 from . import status as st
@@ -228,11 +229,11 @@ async def _reconcile(kube: Kube, settings: OperatorSettings, body: kopf.Body, pa
         if pod is None:  # the status says so before the pod exists, so pod events come after
             wanted.update(st.pod_status_fields(st.STARTING))
             wanted["conditions"] = st.with_condition(
-                (current.get("status") or {}).get("conditions"), st.READY, False,
+                (current.get("status") or {}).get("conditions"), ConditionType.READY, False,
                 st.STARTING.reason, st.STARTING.message, st.now(), ref.generation)
             if was_running:
                 wanted["conditions"] = st.with_condition(
-                    wanted["conditions"], st.POD_RECREATED, True, "PodDeleted",
+                    wanted["conditions"], ConditionType.POD_RECREATED, True, Reason.POD_DELETED,
                     f"pod {ref.pod_name} disappeared and was recreated", st.now(), ref.generation)
         return wanted
 
@@ -249,15 +250,15 @@ async def _reconcile(kube: Kube, settings: OperatorSettings, body: kopf.Body, pa
         # The Secret was deleted behind our back and made anew with a new token, but the running
         # sidecar still holds the old one: replace the pod (its DELETED event brings the new one).
         await kube.delete("Pod", ref.namespace, ref.pod_name, uid=pod["metadata"]["uid"])
-        await _event(kube, current, "Warning", reason="SecretRecreated",
+        await _event(kube, current, "Warning", reason=EventReason.SECRET_RECREATED,
                      message=f"sidecar Secret {ref.secret_name} was missing; recreated it and replaced pod {ref.pod_name}")
         return
     if created:
         if was_running or _ever_recreated(body.status):  # the latter: a recreation that failed before
-            await _event(kube, current, "Warning", reason="PodRecreated",
+            await _event(kube, current, "Warning", reason=EventReason.POD_RECREATED,
                          message=f"pod {ref.pod_name} disappeared; recreated it")
         else:
-            await _event(kube, current, "Normal", reason="Created", message=f"created pod {ref.pod_name}")
+            await _event(kube, current, "Normal", reason=EventReason.CREATED, message=f"created pod {ref.pod_name}")
     else:
         await _follow_pod(kube, ref, pod)  # adopted: the pod may be further along than the status
 
@@ -268,7 +269,7 @@ async def _report_failure(kube: Kube, body: kopf.Body, message: str) -> None:
     def failed(current: Body) -> dict[str, Any] | None:
         if _expired(current):
             return None
-        conditions = st.with_condition((current.get("status") or {}).get("conditions"), st.READY, False,
+        conditions = st.with_condition((current.get("status") or {}).get("conditions"), ConditionType.READY, False,
                                        RECONCILE_FAILED, message, st.now(), generation)
         return {**st.pod_status_fields(st.PodState("failed", RECONCILE_FAILED, message)),
                 "id": names.container_id(ref_uid), "conditions": conditions}
@@ -334,8 +335,8 @@ async def _follow_pod(kube: Kube, ref: ContainerRef, pod: Body, container: Body 
             # Up, but its file_ids/skills are not in yet: the gateway delivers to this podIP.
             state = st.PodState("pending", gate.DELIVERING_FILES, gate.DELIVERING_MESSAGE, pod_ip=observed.pod_ip)
         conditions = st.with_condition(
-            before.get("conditions"), st.READY, state.ready,
-            "PodReady" if state.ready else (state.reason or "PodNotReady"),
+            before.get("conditions"), ConditionType.READY, state.ready,
+            Reason.POD_READY if state.ready else (state.reason or Reason.POD_NOT_READY),
             "the sandbox pod is ready" if state.ready else (state.message or ""), st.now(), ref.generation)
         return {**st.pod_status_fields(state), "conditions": conditions}
 
@@ -343,14 +344,14 @@ async def _follow_pod(kube: Kube, ref: ContainerRef, pod: Body, container: Body 
     if written is None or _expired(written):
         return
     if state.status == "running" and before.get("status") != "running":
-        await _event(kube, written, "Normal", reason="Ready", message=f"pod {ref.pod_name} is running at {state.pod_ip}")
+        await _event(kube, written, "Normal", reason=EventReason.READY, message=f"pod {ref.pod_name} is running at {state.pod_ip}")
         created = st.parse_time(written["metadata"].get("creationTimestamp"))
         first_start = not before.get("podIP") or before.get("reason") == gate.DELIVERING_FILES
         if created and first_start and not _ever_recreated(before):
             CREATE_SECONDS.observe(max(0.0, (datetime.now(created.tzinfo) - created).total_seconds()))
     if state.status == "failed":
         if before.get("status") != "failed":
-            await _event(kube, written, "Warning", reason="Failed", message=f"pod {ref.pod_name}: {state.reason}: {state.message}")
+            await _event(kube, written, "Warning", reason=EventReason.FAILED, message=f"pod {ref.pod_name}: {state.reason}: {state.message}")
         # Evicted or otherwise finished for good: a fresh pod replaces it (DELETED → recreate).
         await kube.delete("Pod", ref.namespace, ref.pod_name, uid=pod["metadata"]["uid"])
 
@@ -360,7 +361,7 @@ def _expired(container: Mapping[str, Any]) -> bool:
 
 
 def _ever_recreated(status: Mapping[str, Any]) -> bool:
-    return any(c.get("type") == st.POD_RECREATED for c in status.get("conditions") or [])
+    return any(c.get("type") == ConditionType.POD_RECREATED for c in status.get("conditions") or [])
 
 
 async def _recreate_pod(kube: Kube, settings: OperatorSettings, ref: ContainerRef, container: Body) -> None:
@@ -372,9 +373,9 @@ async def _recreate_pod(kube: Kube, settings: OperatorSettings, ref: ContainerRe
             return None
         conditions = (current.get("status") or {}).get("conditions")
         moment = st.now()
-        conditions = st.with_condition(conditions, st.READY, False, st.STARTING.reason,
+        conditions = st.with_condition(conditions, ConditionType.READY, False, st.STARTING.reason,
                                        st.STARTING.message, moment, ref.generation)
-        conditions = st.with_condition(conditions, st.POD_RECREATED, True, "PodDeleted",
+        conditions = st.with_condition(conditions, ConditionType.POD_RECREATED, True, Reason.POD_DELETED,
                                        f"pod {ref.pod_name} was deleted or evicted and recreated", moment, ref.generation)
         return {**st.pod_status_fields(st.STARTING), "conditions": conditions}
 
@@ -384,7 +385,7 @@ async def _recreate_pod(kube: Kube, settings: OperatorSettings, ref: ContainerRe
     await _forget_delivery(kube, ref, written)
     pod, created = await ensure_pod(kube, ref, settings)
     if created:
-        await _event(kube, written, "Warning", reason="PodRecreated",
+        await _event(kube, written, "Warning", reason=EventReason.POD_RECREATED,
                      message=f"pod {ref.pod_name} was deleted; recreated it")
     else:
         await _follow_pod(kube, ref, pod)
@@ -416,7 +417,7 @@ async def _restore_network_policy(kube: Kube, settings: OperatorSettings, namesp
     done = await restore_network_policy(kube, ref, settings)
     if done is not None:
         what = "deleted" if done == "recreated" else "edited"
-        await _event(kube, container, "Warning", reason="NetworkPolicyRestored",
+        await _event(kube, container, "Warning", reason=EventReason.NETWORK_POLICY_RESTORED,
                      message=f"NetworkPolicy {ref.network_policy_name} was {what}; {done} it")
 
 

@@ -19,11 +19,12 @@ from typing import Any
 import kopf
 
 from ..resources import names
+from ..resources.model import Reason
 from .config import PROGRESS_STORAGE
 from .kube import Body
 
 # A pod that failed to build for good (kopf.PermanentError): only a spec change brings it back.
-RECONCILE_FAILED = "ReconcileFailed"
+RECONCILE_FAILED = Reason.RECONCILE_FAILED  # the name the operator's modules (and tests) use
 RECONCILE = "reconcile"  # the id of kopf's reconcile handler
 
 

@@ -12,11 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..resources import names
-from ..resources.model import DEFAULT_EXPIRY_MINUTES
-
-READY = "Ready"
-EXPIRED = "Expired"
-POD_RECREATED = "PodRecreated"
+from ..resources.model import DEFAULT_EXPIRY_MINUTES, Reason
 
 
 def now() -> datetime:
@@ -72,22 +68,22 @@ def _waiting(pod: Mapping[str, Any]) -> tuple[str, str] | None:
 
 # A pod that exists (or is about to) but has not started: also written just before the pod is
 # created, so the pod's first events change nothing and cost no write.
-STARTING = PodState("pending", "PodPending", "the sandbox pod is starting")
+STARTING = PodState("pending", Reason.POD_PENDING, "the sandbox pod is starting")
 
 
 def observe_pod(pod: Mapping[str, Any] | None) -> PodState:
     """The Container status implied by its pod (None = no pod)."""
     if pod is None:
-        return PodState("pending", "PodMissing", "the sandbox pod does not exist yet")
+        return PodState("pending", Reason.POD_MISSING, "the sandbox pod does not exist yet")
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
     phase = status.get("phase") or "Pending"
     if meta.get("deletionTimestamp"):
-        return PodState("pending", "PodTerminating", "the sandbox pod is being deleted")
+        return PodState("pending", Reason.POD_TERMINATING, "the sandbox pod is being deleted")
     if phase == "Failed":
-        return PodState("failed", status.get("reason") or "PodFailed",
+        return PodState("failed", status.get("reason") or Reason.POD_FAILED,
                         status.get("message") or "the sandbox pod failed")
     if phase == "Succeeded":
-        return PodState("failed", "PodCompleted", "the sandbox pod exited")
+        return PodState("failed", Reason.POD_COMPLETED, "the sandbox pod exited")
     if phase == "Running":
         ready = _condition(pod, "Ready")
         if status.get("podIP") and ready.get("status") == "True":
@@ -95,17 +91,17 @@ def observe_pod(pod: Mapping[str, Any] | None) -> PodState:
         waiting = _waiting(pod)
         if waiting:
             return PodState("pending", *waiting)
-        return PodState("pending", ready.get("reason") or "ContainersNotReady",
+        return PodState("pending", ready.get("reason") or Reason.CONTAINERS_NOT_READY,
                         ready.get("message") or "the sandbox pod is not ready yet")
     scheduled = _condition(pod, "PodScheduled")
     if scheduled.get("status") == "False":
-        return PodState("pending", scheduled.get("reason") or "Unschedulable", scheduled.get("message") or "")
+        return PodState("pending", scheduled.get("reason") or Reason.UNSCHEDULABLE, scheduled.get("message") or "")
     waiting = _waiting(pod)
     if waiting:
         return PodState("pending", *waiting)
     if phase == "Pending":
         return STARTING
-    return PodState("pending", "PodUnknown", f"the sandbox pod is in phase {phase}")
+    return PodState("pending", Reason.POD_UNKNOWN, f"the sandbox pod is in phase {phase}")
 
 
 def pod_status_fields(state: PodState) -> dict[str, Any]:

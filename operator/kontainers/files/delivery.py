@@ -4,7 +4,7 @@ Driven by the gateway's Container watch cache: a Container whose pod is up (stat
 whose `kontainers.dev/files-delivered` annotation does not name that pod IP gets its files
 streamed from the store into the sidecar (`PUT /files?name=`, source `user`) and its skill
 bundles unpacked (`PUT /skills`); then the annotation is set and the operator marks it running
-(kontainers.files.gate). A same-named upload replaces the file, so delivering twice (a retry,
+(kontainers.resources.delivery_gate). A same-named upload replaces the file, so delivering twice (a retry,
 two gateway replicas) is harmless. A sidecar that is not reachable yet is retried with backoff.
 """
 
@@ -18,11 +18,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-from kontainers.files import gate
+from kontainers.resources import delivery_gate as gate
 from kontainers.files.inputs import copy_into_container
 from kontainers.files.store import FileNotFound, FileStore
 from kontainers.gateway.cache import ContainerCache
-from kontainers.gateway.errors import APIError
+from kontainers.api.errors import APIError
 from kontainers.gateway.sidecar import SidecarClient
 from kontainers.resources import names
 

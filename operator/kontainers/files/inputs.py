@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from kontainers.files.store import FileNotFound, FileRecord, FileStore
-from kontainers.gateway.errors import APIError, bad_request
+from kontainers.api.errors import bad_request, file_not_found
 from kontainers.skills.bundle import SkillBundleError, decode_inline, validate
 
 MAX_FILE_IDS = 100  # the Container resource's limits (spec.fileIds, spec.skills)
@@ -98,20 +98,16 @@ async def keep_bundle(store: FileStore, tenant: str, folder: str, data: bytes) -
 async def stored_file(store: FileStore, tenant: str, file_id: str, *, param: str = "file_id") -> FileRecord:
     """The tenant's unexpired `file-…`, else 404 naming the id and the parameter."""
     if not isinstance(file_id, str) or not file_id.startswith("file-"):
-        raise _no_such_file(str(file_id), param)
+        raise file_not_found(str(file_id), param)
     try:
         record = await store.stat(tenant, file_id)
     except FileNotFound:
-        raise _no_such_file(file_id, param) from None
+        raise file_not_found(file_id, param) from None
     if record.expired():
         with contextlib.suppress(Exception):  # expired files go lazily, when next asked for
             await store.delete(tenant, file_id)
-        raise _no_such_file(file_id, param)
+        raise file_not_found(file_id, param)
     return record
-
-
-def _no_such_file(file_id: str, param: str) -> APIError:
-    return APIError(404, f"No such File object: {file_id}", param=param, code="not_found")
 
 
 Upload = Callable[[Mapping, str, Any], Awaitable[Any]]

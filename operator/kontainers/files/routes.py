@@ -39,7 +39,7 @@ from kontainers.files.store import (
 )
 from kontainers.gateway.auth import TENANT
 from kontainers.gateway.bodies import multipart_parts, part_chunks, read_field
-from kontainers.gateway.errors import APIError, bad_request
+from kontainers.api.errors import bad_request, file_not_found, too_large
 from kontainers.observability import FILE_BYTES
 from kontainers.settings import FilesSettings
 
@@ -81,10 +81,6 @@ async def _store_lifecycle(app: web.Application) -> AsyncIterator[None]:
     await store.close()
 
 
-def file_not_found(file_id: str, param: str | None = "file_id") -> APIError:
-    return APIError(404, f"No such File object: {file_id}", param=param, code="not_found")
-
-
 async def find_file(store: FileStore, tenant: str, file_id: str, *, param: str | None = "file_id") -> FileRecord:
     """A tenant's unexpired file, else a 404 naming the id (other tenants' ids look the same)."""
     return await stored_file(store, tenant, file_id, param=param or "file_id")
@@ -98,10 +94,6 @@ def clean_filename(raw: str | None) -> str:
     while len(name.encode()) > MAX_FILENAME_BYTES:
         name = name[:-1]
     return name
-
-
-def too_large(limit: int) -> APIError:
-    return APIError(413, f"File is larger than the limit of {limit} bytes.", param="file", code="file_too_large")
 
 
 class _UploadForm:

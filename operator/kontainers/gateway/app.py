@@ -15,7 +15,7 @@ from .activity import ActivityRecorder, annotation_writer
 from .auth import auth_middleware
 from .cluster import Cluster
 from .create import ContainerCreator
-from .errors import APIError, Handler, error_middleware
+from ..api.errors import APIError, Handler, error_middleware
 from .kube_cluster import KubeCluster
 from .openapi import openapi_document
 from .request_ids import add_request_id_header, request_id_middleware

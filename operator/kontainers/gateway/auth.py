@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from .errors import APIError, Handler
+from ..api.errors import APIError, Handler, unauthorized
 
 
 def key_hash(api_key: str) -> str:
@@ -78,7 +78,7 @@ def auth_middleware(keys: KeyStore, prefix: str = "/v1/"):
                                "using Bearer auth (Authorization: Bearer YOUR_KEY).", code="missing_api_key")
             tenant = keys.tenant(token)
             if tenant is None:
-                raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
+                raise unauthorized("Incorrect API key provided.")
             request[TENANT] = tenant
         return await handler(request)
 

@@ -9,7 +9,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .errors import APIError, bad_request
+from ..api.errors import APIError, bad_request
 
 MAX_FIELD_BYTES = 1024  # text fields of a multipart body (purpose, file_id, …) are short
 # What aiohttp's multipart parser raises on a body that is not well-formed: no or wrong boundary,

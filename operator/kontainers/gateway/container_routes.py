@@ -13,7 +13,7 @@ from . import resource
 from .auth import TENANT
 from .bodies import read_json_object, retry_count
 from .cache import sort_key
-from .errors import APIError, container_not_found
+from ..api.errors import APIError, container_not_found
 from .state import ACTIVITY, CLUSTER, CREATOR, SETTINGS, SIDECARS
 
 routes = web.RouteTableDef()

@@ -27,7 +27,7 @@ from ..resources import names
 from . import resource
 from .auth import Tenant
 from .cluster import AlreadyExists, Cluster, ClusterError
-from .errors import APIError
+from ..api.errors import APIError
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from .bodies import multipart_parts, read_field, read_json_object
 from ..files.inputs import copy_into_container, stored_file
 from ..files.routes import FILE_STORE
 from .container_routes import find_container, touch
-from .errors import APIError, bad_request, container_expired, file_not_found, not_ready
+from ..api.errors import APIError, bad_request, container_expired, file_not_found, not_ready, too_large
 from .state import SETTINGS, SIDECARS
 
 log = logging.getLogger(__name__)
@@ -79,14 +79,14 @@ async def create_file(request: web.Request) -> web.Response:
 async def _upload(request: web.Request, obj: dict) -> web.Response:
     limit = request.app[SETTINGS].max_upload_bytes
     if request.content_length is not None and request.content_length > limit + _MULTIPART_OVERHEAD:
-        raise _too_large(limit)
+        raise too_large(limit)
     part = await _file_part(request)
     if part.name == "file_id":  # the multipart spelling of {"file_id": …}
         return await _copy_stored_file(request, obj, await read_field(part))
     filename = part.filename or "upload"
 
     sent = 0
-    too_large = interrupted = False
+    over_limit = interrupted = False
 
     async def read_chunk() -> bytes:
         nonlocal interrupted
@@ -97,11 +97,11 @@ async def _upload(request: web.Request, obj: dict) -> web.Response:
             raise
 
     async def chunks() -> AsyncIterator[bytes]:
-        nonlocal sent, too_large
+        nonlocal sent, over_limit
         while chunk := await read_chunk():
             sent += len(chunk)
             if sent > limit:
-                too_large = True
+                over_limit = True
                 raise UploadTooLarge()
             FILE_BYTES.labels("upload").inc(len(chunk))
             yield chunk
@@ -111,8 +111,8 @@ async def _upload(request: web.Request, obj: dict) -> web.Response:
     except APIError:
         raise
     except Exception:
-        if too_large:
-            raise _too_large(limit) from None
+        if over_limit:
+            raise too_large(limit) from None
         if interrupted or request.transport is None or request.transport.is_closing():
             # The client went away mid-upload; the sidecar discards the partial file.
             log.info("upload to %s interrupted by the client after %d bytes", resource.container_id(obj), sent)
@@ -142,10 +142,6 @@ async def _copy_stored_file(request: web.Request, obj: dict, file_id: str) -> we
     FILE_BYTES.labels("upload").inc(record.bytes)
     log.info("copied %s (%d bytes) to %s as %s", stored.id, record.bytes, resource.container_id(obj), record.id)
     return web.json_response(wire_file(obj, record))
-
-
-def _too_large(limit: int) -> APIError:
-    return APIError(413, f"The file is larger than the limit of {limit} bytes.", param="file", code="file_too_large")
 
 
 @routes.get("/v1/containers/{container_id}/files")

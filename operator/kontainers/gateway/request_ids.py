@@ -12,7 +12,7 @@ import secrets
 from aiohttp import web
 
 from ..observability import request_id
-from .errors import Handler
+from ..api.errors import Handler
 
 HEADER = "x-request-id"
 REQUEST_ID = web.RequestKey("request_id", str)

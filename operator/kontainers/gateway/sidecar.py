@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from ..api.container_file import FileRecord, FileRecordList
 from ..resources import names
 from .cluster import Cluster
-from .errors import APIError, not_ready
+from ..api.errors import APIError, not_ready
 
 log = logging.getLogger(__name__)
 

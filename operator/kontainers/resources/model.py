@@ -11,6 +11,7 @@ Field names are camelCase on the wire (aliases) and snake_case in Python.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +31,77 @@ MAX_DOMAIN_SECRETS = 64
 MAX_DOMAIN_LENGTH = domains.MAX_LENGTH
 
 Status = Literal["pending", "running", "failed", "expired"]
+
+
+class ConditionType(StrEnum):
+    """The `type` of each condition in `status.conditions`."""
+
+    READY = "Ready"
+    """The pod serves: True exactly when `status.status` is `running`."""
+    EXPIRED = "Expired"
+    """True once the Container expired (reason `IdleTimeout`)."""
+    POD_RECREATED = "PodRecreated"
+    """True once the pod vanished behind the operator's back and was recreated (reason `PodDeleted`)."""
+
+
+class Reason(StrEnum):
+    """The operator's words for `status.reason` and for the reasons of `status.conditions`.
+
+    Besides these, a pending or failed status carries the pod's own reason verbatim where Kubernetes
+    gives one (`ImagePullBackOff`, `Evicted`, `Unschedulable`, …); the fallbacks below are used when
+    it gives none. A running status has no reason (its `Ready` condition says `PodReady`)."""
+
+    POD_PENDING = "PodPending"
+    """pending: the sandbox pod is being created or starting."""
+    POD_MISSING = "PodMissing"
+    """pending: the sandbox pod does not exist (yet, or again)."""
+    POD_TERMINATING = "PodTerminating"
+    """pending: the sandbox pod is being deleted."""
+    POD_UNKNOWN = "PodUnknown"
+    """pending: the pod is in a phase the operator does not know."""
+    CONTAINERS_NOT_READY = "ContainersNotReady"
+    """pending: the pod runs but its containers are not all ready (the pod gave no reason)."""
+    UNSCHEDULABLE = "Unschedulable"
+    """pending: the pod is not scheduled (the pod gave no reason)."""
+    DELIVERING_FILES = "DeliveringFiles"
+    """pending: the pod is up and the gateway copies `fileIds` and `skills` into it; `podIP` is set."""
+    POD_FAILED = "PodFailed"
+    """failed: the pod failed (the pod gave no reason); it is deleted and recreated."""
+    POD_COMPLETED = "PodCompleted"
+    """failed: the pod exited; it is deleted and recreated."""
+    RECONCILE_FAILED = "ReconcileFailed"
+    """failed: the operator gave up on the Container (`message` says why); a spec change tries again."""
+    IDLE_TIMEOUT = "IdleTimeout"
+    """expired: idle for `spec.expiresAfter.minutes`; also the `Expired` condition's reason."""
+    POD_READY = "PodReady"
+    """Condition `Ready` True: the pod serves."""
+    POD_NOT_READY = "PodNotReady"
+    """Condition `Ready` False for a pod that gave no reason."""
+    CONTAINER_EXPIRED = "Expired"
+    """Condition `Ready` False because the Container expired."""
+    POD_DELETED = "PodDeleted"
+    """Condition `PodRecreated` True: the pod was deleted behind the operator's back."""
+
+
+class EventReason(StrEnum):
+    """The `reason` of the Kubernetes Events the operator posts on a Container."""
+
+    CREATED = "Created"
+    """Normal: the sandbox pod was created."""
+    READY = "Ready"
+    """Normal: the pod runs and is ready."""
+    FAILED = "Failed"
+    """Warning: the pod failed; it is recreated."""
+    POD_RECREATED = "PodRecreated"
+    """Warning: the pod vanished and was recreated."""
+    SECRET_RECREATED = "SecretRecreated"
+    """Warning: the sidecar-token Secret vanished; it was recreated with a new token and the pod replaced."""
+    NETWORK_POLICY_RESTORED = "NetworkPolicyRestored"
+    """Warning: the sandbox's NetworkPolicy was deleted or edited behind the operator's back and restored."""
+    EXPIRED = "Expired"
+    """Normal: the Container expired; its pod, Secret and NetworkPolicy were removed."""
+    DELETED = "Deleted"
+    """Normal: an expired Container outlived the retention period and is deleted."""
 
 # "A DNS name or a `*.` wildcard" is the wire rule of api/domains.py, as a CEL rule.
 DOMAIN_RE = domains.DOMAIN_RE

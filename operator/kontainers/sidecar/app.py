@@ -19,7 +19,7 @@ import hmac
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,15 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from kontainers.api.container_file import FileRecord
-from kontainers.api.errors import error_body
+from kontainers.api.errors import (
+    Handler,
+    bad_request,
+    error_middleware,
+    file_not_found,
+    not_found,
+    too_large,
+    unauthorized,
+)
 from kontainers.api.pagination import ListParams, UnknownCursor, paginate
 from kontainers.sidecar import paths
 from kontainers.skills import bundle as skills
@@ -53,40 +61,6 @@ STORE = web.AppKey("store", FileStore)
 SKILLS_LOCK = web.AppKey("skills_lock", asyncio.Lock)  # one unpack at a time: each replaces a folder
 
 
-class SidecarError(Exception):
-    """A failure the client should see, as an OpenAI error object with this status."""
-
-    def __init__(
-        self, status: int, message: str, *, param: str | None = None, code: str | None = None,
-        type_: str = "invalid_request_error",
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.param, self.code, self.type = status, message, param, code, type_
-
-    def response(self) -> web.Response:
-        return web.json_response(error_body(self.message, self.type, self.param, self.code), status=self.status)
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The one place failures become OpenAI error bodies; handlers raise, they do not format."""
-    try:
-        return await handler(request)
-    except SidecarError as exc:
-        return exc.response()
-    except web.HTTPException as exc:  # aiohttp's own: unknown route, wrong method, …
-        if exc.status < 400:
-            raise
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status)
-        return SidecarError(exc.status, exc.reason, code=code).response()
-    except Exception:
-        log.exception("request failed", extra={"method": request.method, "route": request.path})
-        return SidecarError(500, "The files sidecar failed to handle the request.", type_="server_error").response()
-
-
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path == "/healthz":
@@ -94,7 +68,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     expected = f"Bearer {request.app[CONFIG].token}".encode()
     given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
     if not hmac.compare_digest(given, expected):  # constant time: no token guessing by timing
-        raise SidecarError(401, "Missing or invalid sidecar token.", code="invalid_api_key")
+        raise unauthorized("Missing or invalid sidecar token.")
     return await handler(request)
 
 
@@ -109,10 +83,6 @@ def wire(record: StoredFile, prefix: str) -> dict:
     ).model_dump()
 
 
-def not_found(file_id: str) -> SidecarError:
-    return SidecarError(404, f"No such file: {file_id!r}.", param="file_id", code="not_found")
-
-
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -123,7 +93,7 @@ async def upload(request: web.Request) -> web.Response:
     try:
         paths.upload_parts(name)
     except paths.UnsafeName as exc:
-        raise SidecarError(400, str(exc), param="file", code="invalid_file_name") from None
+        raise bad_request(str(exc), param="file", code="invalid_file_name") from None
     if request.content_length is not None and request.content_length > config.max_upload_bytes:
         raise too_large(config.max_upload_bytes)  # early: no byte of it is read
     try:
@@ -131,7 +101,7 @@ async def upload(request: web.Request) -> web.Response:
     except FileTooLarge:
         raise too_large(config.max_upload_bytes) from None
     except NotAFile:
-        raise SidecarError(400, f"{name!r} is a directory or lies behind a symbolic link.", param="file") from None
+        raise bad_request(f"{name!r} is a directory or lies behind a symbolic link.", param="file") from None
     log.info("file uploaded", extra={"file_id": record.id, "path": record.path, "bytes": record.bytes})
     return web.json_response(wire(record, config.display_prefix), status=201)
 
@@ -142,17 +112,13 @@ async def _chunks(request: web.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
-def too_large(limit: int) -> SidecarError:
-    return SidecarError(413, f"File is larger than the limit of {limit} bytes.", param="file", code="file_too_large")
-
-
 async def list_files(request: web.Request) -> web.Response:
     try:
         params = ListParams.from_query(request.query)
     except ValidationError as exc:
         first = exc.errors()[0]
         param = str(first["loc"][0]) if first["loc"] else None
-        raise SidecarError(400, f"Invalid {param}: {first['msg']}.", param=param) from None
+        raise bad_request(f"Invalid {param}: {first['msg']}.", param=param) from None
     store = request.app[STORE]
     await store.refresh()  # the sandbox may have written or removed files since
     try:
@@ -161,7 +127,7 @@ async def list_files(request: web.Request) -> web.Response:
             after_key=store.removed_key(params.after) if params.after else None,
         )
     except UnknownCursor:
-        raise SidecarError(400, f"No such file to list after: {params.after!r}.", param="after") from None
+        raise bad_request(f"No such file to list after: {params.after!r}.", param="after") from None
     prefix = request.app[CONFIG].display_prefix
     return web.json_response({"data": [wire(r, prefix) for r in page.data], "has_more": page.has_more})
 
@@ -170,14 +136,14 @@ async def get_file(request: web.Request) -> web.Response:
     file_id = request.match_info["file_id"]
     record = await request.app[STORE].get(file_id)
     if record is None:
-        raise not_found(file_id)
+        raise file_not_found(file_id)
     return web.json_response(wire(record, request.app[CONFIG].display_prefix))
 
 
 async def delete_file(request: web.Request) -> web.Response:
     file_id = request.match_info["file_id"]
     if not await request.app[STORE].delete(file_id):
-        raise not_found(file_id)
+        raise file_not_found(file_id)
     log.info("file deleted", extra={"file_id": file_id})
     return web.Response(status=204)
 
@@ -186,7 +152,7 @@ async def file_content(request: web.Request) -> web.StreamResponse:
     file_id = request.match_info["file_id"]
     opened = await request.app[STORE].open_content(file_id)
     if opened is None:
-        raise not_found(file_id)
+        raise file_not_found(file_id)
     record, fd = opened
     try:
         size = os.fstat(fd).st_size
@@ -210,10 +176,10 @@ async def put_skill(request: web.Request) -> web.Response:
     """Unpack a skill bundle into the skills root, replacing an older copy of its folder."""
     config = request.app[CONFIG]
     if config.skills_root is None:
-        raise SidecarError(404, "This sidecar has no skills directory.", code="not_found")
+        raise not_found("This sidecar has no skills directory.")
     limit = skills.DEFAULT_LIMITS.max_compressed_bytes
     if request.content_length is not None and request.content_length > limit:
-        raise SidecarError(413, f"Skill bundle is larger than {limit} bytes.", code="file_too_large")
+        raise too_large(limit, what="Skill bundle", param=None)
     # Spooled to a hidden file beside the skills (the sidecar's memory limit is small); the bundle
     # is then read from its central directory.
     await asyncio.to_thread(config.skills_root.mkdir, parents=True, exist_ok=True)
@@ -225,14 +191,14 @@ async def put_skill(request: web.Request) -> web.Response:
             async for chunk in request.content.iter_chunked(UPLOAD_CHUNK):
                 size += len(chunk)
                 if size > limit:
-                    raise SidecarError(413, f"Skill bundle is larger than {limit} bytes.", code="file_too_large")
+                    raise too_large(limit, what="Skill bundle", param=None)
                 await asyncio.to_thread(handle.write, chunk)
         finally:
             await asyncio.to_thread(handle.close)
         async with request.app[SKILLS_LOCK]:
             target = await asyncio.to_thread(skills.unpack, spool, config.skills_root)
     except skills.SkillBundleError as exc:
-        raise SidecarError(400, str(exc), code="invalid_skill_bundle") from None
+        raise bad_request(str(exc), code="invalid_skill_bundle") from None
     finally:
         await asyncio.to_thread(spool.unlink, missing_ok=True)
     log.info("skill unpacked", extra={"skill": target.name, "bytes": size})

@@ -3,7 +3,8 @@ until the gateway has put them into its current pod (docs/architecture.md, "File
 
 The gateway signals a finished delivery with the annotation `kontainers.dev/files-delivered`
 set to the pod IP it delivered to; the operator removes it whenever it makes a new pod.
-Pure functions over Container dicts: no I/O.
+Pure functions over Container dicts: no I/O. The operator and the gateway's delivery loop both
+read them, so the two sides of the contract cannot drift.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from kontainers.resources import names
+from kontainers.resources.model import Reason
 
-DELIVERING_FILES = "DeliveringFiles"
+DELIVERING_FILES = Reason.DELIVERING_FILES  # the name the gateway's delivery and its tests read
 DELIVERING_MESSAGE = "the sandbox pod is up; copying file_ids and skills into it"
 
 
