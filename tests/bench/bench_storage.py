@@ -25,8 +25,8 @@ from aiohttp.test_utils import TestServer
 
 from fixtures.gateway import Gateway
 from fixtures.gateway_fake import FakeCluster, gateway_test_settings
-from kontainers.files.s3dev import LocalS3Server
-from kontainers.files.store import FileRecord, make_store, new_file_id
+from fixtures.s3 import LocalS3Server
+from kontainers.files.store import TenantFile as FileRecord, make_store, new_file_id
 from kontainers.gateway.app import create_app
 from kontainers.settings import FilesSettings
 

@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from fixtures.gateway_fake import FakeCluster, gateway_test_settings
-from kontainers.files.s3dev import LocalS3Server
+from fixtures.s3 import LocalS3Server
 from kontainers.gateway.app import create_app
 from kontainers.settings import FilesSettings
 
@@ -209,14 +209,14 @@ async def test_bad_list_parameters(server: TestServer) -> None:
     ("..", "upload"), ("", "upload"), (None, "upload"), ("é" * 200, "é" * 127),
 ])
 def test_clean_filename(raw: str | None, clean: str) -> None:
-    from kontainers.files.routes import clean_filename
+    from kontainers.gateway.files_api import clean_filename
 
     assert clean_filename(raw) == clean
 
 
 async def test_an_expired_file_is_gone(server: TestServer, files_settings: FilesSettings) -> None:
-    from kontainers.files.routes import FILE_STORE
-    from kontainers.files.store import FileRecord, new_file_id
+    from kontainers.gateway.files_api import FILE_STORE
+    from kontainers.files.store import TenantFile as FileRecord, new_file_id
 
     store = server.app[FILE_STORE]
 

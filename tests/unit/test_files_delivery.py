@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestServer
 
 from fixtures.gateway_fake import FakeCluster, gateway_test_settings
 from kontainers.resources import delivery_gate as gate
-from kontainers.files.delivery import delivery_names
+from kontainers.gateway.delivery import delivery_names
 from kontainers.gateway.app import create_app
 from kontainers.resources import names
 from kontainers.settings import FilesSettings
@@ -184,9 +184,9 @@ async def test_each_file_once_and_only_bundles_that_match_their_digest(tmp_path)
     import hashlib
     import time as clock
 
-    from kontainers.files.delivery import Delivery
+    from kontainers.gateway.delivery import Delivery
     from kontainers.files.fsstore import FilesystemStore
-    from kontainers.files.store import FileRecord, new_file_id
+    from kontainers.files.store import TenantFile as FileRecord, new_file_id
 
     store = FilesystemStore(tmp_path)
     await store.start()

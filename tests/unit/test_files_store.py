@@ -1,6 +1,6 @@
 """The file store's contract, run against both backends: a directory and a real S3-compatible server.
 
-The S3 backend talks to versitygw (built from the pinned Go module, see kontainers.files.s3dev)
+The S3 backend talks to versitygw (built from the pinned Go module, see tests/fixtures/s3.py)
 listening on loopback, so these tests exercise the real S3 wire protocol, multipart uploads included.
 """
 
@@ -17,9 +17,12 @@ from pathlib import Path
 import pytest
 
 from kontainers.files.fsstore import FilesystemStore
-from kontainers.files.s3dev import LocalS3Server
+from fixtures.s3 import LocalS3Server
 from kontainers.files.s3store import MIN_PART_BYTES, S3Store
-from kontainers.files.store import FileNotFound, FileRecord, FileStore, FileTooLarge, new_file_id
+from kontainers.files.store import FileNotFound, new_file_id
+from kontainers.files.store import TenantFile as FileRecord
+from kontainers.files.store import TenantFileStore as FileStore
+from kontainers.files.store import TenantFileTooLarge as FileTooLarge
 
 MiB = 1024 * 1024
 

@@ -1,7 +1,10 @@
-"""The OpenAI-compatible Files API: uploaded files kept per tenant in a store, copied into containers.
+"""Storage of the OpenAI-compatible Files API: uploaded files kept per tenant, no HTTP.
 
-- `store`: the small async interface every backend implements, and the file record;
-- `fsstore` / `s3store`: a directory (the local default) and any S3-compatible object store;
-- `routes`: the /v1/files handlers the gateway mounts;
-- `delivery`: copies stored files and skill bundles into a container through its sidecar.
+- `store`: the small async interface every backend implements (`TenantFileStore`), and the record
+  of a stored file (`TenantFile`);
+- `fsstore` / `s3store`: a directory (the local default) and any S3-compatible object store.
+
+The /v1/files routes and the delivery of files into containers are the gateway's
+(`gateway/files_api.py`, `gateway/delivery.py`, `gateway/file_inputs.py`); the wire objects are in
+`api/file.py`; the operator's delivery gate is `resources/delivery_gate.py`.
 """

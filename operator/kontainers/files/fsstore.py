@@ -19,8 +19,8 @@ from pathlib import Path
 from kontainers.files.store import (
     READ_CHUNK,
     FileNotFound,
-    FileRecord,
-    FileStore,
+    TenantFile,
+    TenantFileStore,
     check_tenant,
     coalesced,
     is_valid_id,
@@ -34,7 +34,7 @@ WRITE_BLOCK = 1024 * 1024  # one thread hop per MiB, not per network chunk
 STALE_TEMP_SECONDS = 24 * 3600  # other replicas may share the volume: only old temp files are ours to drop
 
 
-class FilesystemStore(FileStore):
+class FilesystemStore(TenantFileStore):
     def __init__(self, root: Path | str) -> None:
         super().__init__()
         self.root = Path(root)
@@ -61,7 +61,7 @@ class FilesystemStore(FileStore):
                 if entry.name.startswith(TEMP_PREFIX) and entry.stat().st_mtime < cutoff:
                     entry.unlink(missing_ok=True)
 
-    async def put(self, record: FileRecord, chunks: AsyncIterable[bytes], *, max_bytes: int) -> FileRecord:
+    async def put(self, record: TenantFile, chunks: AsyncIterable[bytes], *, max_bytes: int) -> TenantFile:
         data_path, record_path = self._paths(record.tenant, record.id)
         directory = data_path.parent
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
@@ -86,13 +86,13 @@ class FilesystemStore(FileStore):
                 await asyncio.to_thread(_unlink_quietly, data_path)
             raise
 
-    async def stat(self, tenant: str, file_id: str) -> FileRecord:
+    async def stat(self, tenant: str, file_id: str) -> TenantFile:
         _, record_path = self._paths(tenant, file_id)
         try:
             raw = await asyncio.to_thread(record_path.read_bytes)
         except FileNotFoundError:
             raise FileNotFound(file_id) from None
-        return FileRecord.from_json(tenant, json.loads(raw))
+        return TenantFile.from_json(tenant, json.loads(raw))
 
     async def read(self, tenant: str, file_id: str) -> AsyncIterator[bytes]:
         data_path, record_path = self._paths(tenant, file_id)
@@ -116,7 +116,7 @@ class FilesystemStore(FileStore):
         await asyncio.to_thread(_unlink_quietly, data_path)
         return existed
 
-    async def rewrite_record(self, record: FileRecord) -> None:
+    async def rewrite_record(self, record: TenantFile) -> None:
         _, record_path = self._paths(record.tenant, record.id)
         self._forget(record.tenant, record.id)
         await asyncio.to_thread(_write_atomically, record_path, json.dumps(record.to_json()).encode())

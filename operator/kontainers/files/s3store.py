@@ -22,8 +22,8 @@ from botocore.exceptions import ClientError
 from kontainers.files.store import (
     READ_CHUNK,
     FileNotFound,
-    FileRecord,
-    FileStore,
+    TenantFile,
+    TenantFileStore,
     check_tenant,
     coalesced,
     is_valid_id,
@@ -38,7 +38,7 @@ MIN_PART_BYTES = 5 * 1024 * 1024  # S3's floor for every part but the last
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 
 
-class S3Store(FileStore):
+class S3Store(TenantFileStore):
     def __init__(
         self,
         bucket: str,
@@ -108,7 +108,7 @@ class S3Store(FileStore):
             raise FileNotFound(file_id)
         return f"{self.prefix}{check_tenant(tenant)}/{file_id}"
 
-    async def put(self, record: FileRecord, chunks: AsyncIterable[bytes], *, max_bytes: int) -> FileRecord:
+    async def put(self, record: TenantFile, chunks: AsyncIterable[bytes], *, max_bytes: int) -> TenantFile:
         key = self._key(record.tenant, record.id)
         metadata = _metadata(record)
         parts = coalesced(limited(chunks, max_bytes), self.part_bytes).__aiter__()
@@ -161,7 +161,7 @@ class S3Store(FileStore):
             raise
         return with_bytes(record, size)
 
-    async def stat(self, tenant: str, file_id: str) -> FileRecord:
+    async def stat(self, tenant: str, file_id: str) -> TenantFile:
         key = self._key(tenant, file_id)
         async with self._heads:
             try:
@@ -172,7 +172,7 @@ class S3Store(FileStore):
                 raise
         meta = head.get("Metadata", {})
         expires_at = meta.get("expires-at")
-        return FileRecord(
+        return TenantFile(
             id=file_id,
             tenant=tenant,
             filename=unquote(meta.get("filename", file_id)),
@@ -203,7 +203,7 @@ class S3Store(FileStore):
         await self._client.delete_object(Bucket=self.bucket, Key=self._key(tenant, file_id))
         return True
 
-    async def rewrite_record(self, record: FileRecord) -> None:
+    async def rewrite_record(self, record: TenantFile) -> None:
         key = self._key(record.tenant, record.id)
         self._forget(record.tenant, record.id)
         # A server-side copy onto itself is how S3 replaces an object's metadata.
@@ -224,7 +224,7 @@ class S3Store(FileStore):
         return sorted(found)
 
 
-def _metadata(record: FileRecord) -> dict[str, str]:
+def _metadata(record: TenantFile) -> dict[str, str]:
     # User metadata must be ASCII: the file name goes percent-encoded.
     meta = {"filename": quote(record.filename, safe=""), "purpose": record.purpose, "created-at": str(record.created_at)}
     if record.expires_at is not None:

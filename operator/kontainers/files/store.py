@@ -1,6 +1,6 @@
 """The file store: one small async interface, two backends (a directory, an S3-compatible bucket).
 
-A stored file is its bytes plus an immutable `FileRecord`, both under (tenant, id). A file becomes
+A stored file is its bytes plus an immutable `TenantFile`, both under (tenant, id). A file becomes
 visible atomically once all its bytes are stored, so a failed or oversized upload leaves nothing.
 Ids sort by creation time, which lets listings page in `created_at` order from names alone.
 """
@@ -37,7 +37,7 @@ class FileNotFound(StoreError):
         self.file_id = file_id
 
 
-class FileTooLarge(StoreError):
+class TenantFileTooLarge(StoreError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"File is larger than the limit of {limit} bytes.")
         self.limit = limit
@@ -59,7 +59,7 @@ def check_tenant(tenant: str) -> str:
 
 
 @dataclass(frozen=True)
-class FileRecord:
+class TenantFile:
     """What the store keeps about one file besides its bytes. Immutable once stored."""
 
     id: str
@@ -84,7 +84,7 @@ class FileRecord:
         }
 
     @classmethod
-    def from_json(cls, tenant: str, data: dict[str, object]) -> "FileRecord":
+    def from_json(cls, tenant: str, data: dict[str, object]) -> "TenantFile":
         expires_at = data.get("expires_at")
         return cls(
             id=str(data["id"]),
@@ -98,12 +98,12 @@ class FileRecord:
 
 
 async def limited(chunks: AsyncIterable[bytes], max_bytes: int) -> AsyncIterator[bytes]:
-    """Pass chunks through, raising FileTooLarge as soon as their total passes `max_bytes`."""
+    """Pass chunks through, raising TenantFileTooLarge as soon as their total passes `max_bytes`."""
     total = 0
     async for chunk in chunks:
         total += len(chunk)
         if total > max_bytes:
-            raise FileTooLarge(max_bytes)
+            raise TenantFileTooLarge(max_bytes)
         yield chunk
 
 
@@ -119,7 +119,7 @@ async def coalesced(chunks: AsyncIterable[bytes], size: int) -> AsyncIterator[by
         yield bytes(buffer)
 
 
-class FileStore(abc.ABC):
+class TenantFileStore(abc.ABC):
     """Where the Files API keeps bytes and records. Backends implement the abstract methods."""
 
     # Records never change once written, so a listing may reuse them; ids of deleted files
@@ -127,17 +127,17 @@ class FileStore(abc.ABC):
     _cache_size = 50_000
 
     def __init__(self) -> None:
-        self._records: dict[tuple[str, str], FileRecord] = {}
+        self._records: dict[tuple[str, str], TenantFile] = {}
 
     @abc.abstractmethod
-    async def put(self, record: FileRecord, chunks: AsyncIterable[bytes], *, max_bytes: int) -> FileRecord:
+    async def put(self, record: TenantFile, chunks: AsyncIterable[bytes], *, max_bytes: int) -> TenantFile:
         """Store the bytes and the record; return the record with `bytes` set.
 
-        Raises FileTooLarge past `max_bytes`; on any failure nothing becomes visible.
+        Raises TenantFileTooLarge past `max_bytes`; on any failure nothing becomes visible.
         """
 
     @abc.abstractmethod
-    async def stat(self, tenant: str, file_id: str) -> FileRecord:
+    async def stat(self, tenant: str, file_id: str) -> TenantFile:
         """The record of a stored file, or FileNotFound."""
 
     @abc.abstractmethod
@@ -149,7 +149,7 @@ class FileStore(abc.ABC):
         """Remove a file; False when there was none."""
 
     @abc.abstractmethod
-    async def rewrite_record(self, record: FileRecord) -> None:
+    async def rewrite_record(self, record: TenantFile) -> None:
         """Replace the record of a stored file (same id and bytes). Only for an upload whose
         multipart fields came after its `file` part, before it was answered."""
 
@@ -163,7 +163,7 @@ class FileStore(abc.ABC):
     async def close(self) -> None:
         """Release connections."""
 
-    async def record(self, tenant: str, file_id: str) -> FileRecord:
+    async def record(self, tenant: str, file_id: str) -> TenantFile:
         """`stat` through the cache of immutable records (for listings)."""
         key = (tenant, file_id)
         cached = self._records.get(key)
@@ -187,7 +187,7 @@ class FileStore(abc.ABC):
         purpose: str | None = None,
         prefix: str = FILE_ID_PREFIX,
         now: float | None = None,
-    ) -> tuple[list[FileRecord], bool]:
+    ) -> tuple[list[TenantFile], bool]:
         """One page of a tenant's unexpired files in `created_at` order, and whether more follow.
 
         `after` is exclusive in the requested order and need not exist any more: ids sort by
@@ -198,7 +198,7 @@ class FileStore(abc.ABC):
             ids.reverse()
         if after:
             ids = [i for i in ids if (i < after if order == "desc" else i > after)]
-        found: list[FileRecord] = []
+        found: list[TenantFile] = []
         position = 0
         while position < len(ids) and len(found) <= limit:
             # Fetch a batch concurrently: on S3 each record not cached is one HEAD request.
@@ -211,18 +211,18 @@ class FileStore(abc.ABC):
                 found.append(item)
         return found[:limit], len(found) > limit
 
-    async def _maybe_record(self, tenant: str, file_id: str) -> FileRecord | None:
+    async def _maybe_record(self, tenant: str, file_id: str) -> TenantFile | None:
         try:
             return await self.record(tenant, file_id)
         except FileNotFound:  # deleted between the listing and now
             return None
 
 
-def with_bytes(record: FileRecord, size: int) -> FileRecord:
+def with_bytes(record: TenantFile, size: int) -> TenantFile:
     return replace(record, bytes=size)
 
 
-def make_store(settings: "FilesSettings") -> FileStore:
+def make_store(settings: "FilesSettings") -> TenantFileStore:
     """The backend chosen in settings (`KONTAINERS_FILES_BACKEND`)."""
     if settings.backend == "s3":
         from kontainers.files.s3store import S3Store

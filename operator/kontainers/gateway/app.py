@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..observability import http_metrics_middleware, metrics_handler
 from ..resources import names
-from ..files import routes as files_api
+from . import files_api
 from ..settings import FilesSettings, GatewaySettings
 from . import container_routes, file_routes
 from .activity import ActivityRecorder, annotation_writer

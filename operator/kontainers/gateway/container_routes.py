@@ -7,8 +7,8 @@ from aiohttp import web
 from ..api.container import ContainerDeleted
 from ..api.container_create import ContainerCreateParams
 from ..api.pagination import ListParams, UnknownCursor, paginate
-from ..files.inputs import check_create_inputs
-from ..files.routes import FILE_STORE
+from .file_inputs import check_create_inputs
+from .files_api import FILE_STORE
 from . import resource
 from .auth import TENANT
 from .bodies import read_json_object, retry_count

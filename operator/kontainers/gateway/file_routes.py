@@ -20,8 +20,8 @@ from ..observability import FILE_BYTES
 from . import resource
 from .auth import TENANT
 from .bodies import multipart_parts, read_field, read_json_object
-from ..files.inputs import copy_into_container, stored_file
-from ..files.routes import FILE_STORE
+from .file_inputs import copy_into_container, stored_file
+from .files_api import FILE_STORE
 from .container_routes import find_container, touch
 from ..api.errors import APIError, bad_request, container_expired, file_not_found, not_ready, too_large
 from .state import SETTINGS, SIDECARS

@@ -18,7 +18,7 @@ from ..api import (
     ContainerList,
     ErrorResponse,
 )
-from ..files.models import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
+from ..api.file import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
 
 _REF = "#/components/schemas/{model}"
 _MODELS = [

@@ -19,7 +19,7 @@ from ..api.container import (
     NetworkPolicy,
 )
 from ..api.container_create import ContainerCreateParams, NetworkPolicyAllowlist
-from ..files.inputs import skills_spec
+from .file_inputs import skills_spec
 from ..resources import names
 
 STATUSES = ("pending", "running", "failed", "expired")

@@ -39,7 +39,7 @@ from kontainers.api.errors import (
 from kontainers.api.pagination import ListParams, UnknownCursor, paginate
 from kontainers.sidecar import paths
 from kontainers.skills import bundle as skills
-from kontainers.sidecar.store import READ_CHUNK, StoredFile, FileStore, FileTooLarge, NotAFile
+from kontainers.sidecar.store import READ_CHUNK, StoredFile, SandboxFileStore, FileTooLarge, NotAFile
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class SidecarConfig:
 
 
 CONFIG = web.AppKey("config", SidecarConfig)
-STORE = web.AppKey("store", FileStore)
+STORE = web.AppKey("store", SandboxFileStore)
 SKILLS_LOCK = web.AppKey("skills_lock", asyncio.Lock)  # one unpack at a time: each replaces a folder
 
 
@@ -223,7 +223,7 @@ def create_app(config: SidecarConfig) -> web.Application:
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    store = await FileStore.open(app[CONFIG].root)
+    store = await SandboxFileStore.open(app[CONFIG].root)
     app[STORE] = store
     yield
     store.close()

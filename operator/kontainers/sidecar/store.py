@@ -72,8 +72,8 @@ class NotAFile(Exception):
     """The name is taken by something that is not a regular file (a directory, a symlinked dir)."""
 
 
-class FileStore:
-    """All files of the root, by id. Create with `await FileStore.open(root)`."""
+class SandboxFileStore:
+    """All files of the root, by id. Create with `await SandboxFileStore.open(root)`."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -92,7 +92,7 @@ class FileStore:
     # --- lifecycle ---------------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, root: Path) -> FileStore:
+    async def open(cls, root: Path) -> SandboxFileStore:
         store = cls(root)
         await asyncio.to_thread(store._open_sync)
         await store.refresh()

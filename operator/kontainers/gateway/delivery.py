@@ -19,8 +19,8 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from kontainers.resources import delivery_gate as gate
-from kontainers.files.inputs import copy_into_container
-from kontainers.files.store import FileNotFound, FileStore
+from kontainers.gateway.file_inputs import copy_into_container
+from kontainers.files.store import FileNotFound, TenantFileStore
 from kontainers.gateway.cache import ContainerCache
 from kontainers.api.errors import APIError
 from kontainers.gateway.sidecar import SidecarClient
@@ -48,7 +48,7 @@ def delivery_names(filenames: list[tuple[str, str]]) -> dict[str, str]:
 
 
 class Delivery:
-    def __init__(self, cache: ContainerCache, store: FileStore, sidecars: SidecarClient, annotate: Annotate,
+    def __init__(self, cache: ContainerCache, store: TenantFileStore, sidecars: SidecarClient, annotate: Annotate,
                  *, first_retry: float = 0.25, max_retry: float = 5.0, idle_check: float = 30.0) -> None:
         self.cache, self.store, self.sidecars, self.annotate = cache, store, sidecars, annotate
         self.first_retry, self.max_retry, self.idle_check = first_retry, max_retry, idle_check

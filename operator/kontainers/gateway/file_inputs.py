@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from kontainers.files.store import FileNotFound, FileRecord, FileStore
+from kontainers.files.store import FileNotFound, TenantFile, TenantFileStore
 from kontainers.api.errors import bad_request, file_not_found
 from kontainers.skills.bundle import SkillBundleError, decode_inline, validate
 
@@ -45,7 +45,7 @@ def skills_spec(skills: Sequence[Any] | None) -> list[dict[str, Any]]:
     return entries
 
 
-async def check_create_inputs(store: FileStore, tenant: str, file_ids: Iterable[str] | None,
+async def check_create_inputs(store: TenantFileStore, tenant: str, file_ids: Iterable[str] | None,
                               skills: Sequence[Any] | None) -> None:
     """Refuse unknown file ids and bad skills before anything is written; store good bundles."""
     if len(file_ids or []) > MAX_FILE_IDS:
@@ -78,14 +78,14 @@ async def check_create_inputs(store: FileStore, tenant: str, file_ids: Iterable[
         await keep_bundle(store, tenant, folder, data)
 
 
-async def keep_bundle(store: FileStore, tenant: str, folder: str, data: bytes) -> str:
+async def keep_bundle(store: TenantFileStore, tenant: str, folder: str, data: bytes) -> str:
     bundle_id, _ = skill_bundle_id(data)
     try:
         await store.stat(tenant, bundle_id)
         return bundle_id  # the same zip was stored before
     except FileNotFound:
         pass
-    record = FileRecord(id=bundle_id, tenant=tenant, filename=f"{folder}.zip", purpose=SKILL_BUNDLE_PURPOSE,
+    record = TenantFile(id=bundle_id, tenant=tenant, filename=f"{folder}.zip", purpose=SKILL_BUNDLE_PURPOSE,
                         created_at=int(time.time()))
 
     async def one_chunk():
@@ -95,7 +95,7 @@ async def keep_bundle(store: FileStore, tenant: str, folder: str, data: bytes) -
     return bundle_id
 
 
-async def stored_file(store: FileStore, tenant: str, file_id: str, *, param: str = "file_id") -> FileRecord:
+async def stored_file(store: TenantFileStore, tenant: str, file_id: str, *, param: str = "file_id") -> TenantFile:
     """The tenant's unexpired `file-…`, else 404 naming the id and the parameter."""
     if not isinstance(file_id, str) or not file_id.startswith("file-"):
         raise file_not_found(str(file_id), param)
@@ -113,7 +113,7 @@ async def stored_file(store: FileStore, tenant: str, file_id: str, *, param: str
 Upload = Callable[[Mapping, str, Any], Awaitable[Any]]
 
 
-async def copy_into_container(store: FileStore, record: FileRecord, upload: Upload, obj: Mapping,
+async def copy_into_container(store: TenantFileStore, record: TenantFile, upload: Upload, obj: Mapping,
                               name: str | None = None) -> Any:
     """Stream a stored file into the container `obj` as /mnt/data/<name>; the sidecar's record.
 

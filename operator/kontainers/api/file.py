@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from kontainers.files.store import FileRecord
+
+class _Stored(Protocol):
+    """What `FileObject.of` reads of a stored file (the Files API store's record)."""
+
+    id: str
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str
+    expires_at: int | None
 
 # What a client may upload with (the SDK's FilePurpose); the *_output purposes are OpenAI's own.
 UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
@@ -30,7 +39,7 @@ class FileObject(BaseModel):
     status_details: str | None = None
 
     @classmethod
-    def of(cls, record: FileRecord) -> "FileObject":
+    def of(cls, record: _Stored) -> "FileObject":
         return cls(id=record.id, bytes=record.bytes, created_at=record.created_at, filename=record.filename,
                    purpose=record.purpose, expires_at=record.expires_at)
 

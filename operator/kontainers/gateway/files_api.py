@@ -19,7 +19,7 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from kontainers.files.models import (
+from kontainers.api.file import (
     BATCH_DEFAULT_EXPIRY_SECONDS,
     MAX_EXPIRY_SECONDS,
     MIN_EXPIRY_SECONDS,
@@ -28,12 +28,12 @@ from kontainers.files.models import (
     FileList,
     FileObject,
 )
-from kontainers.files.inputs import stored_file
+from kontainers.gateway.file_inputs import stored_file
 from kontainers.files.store import (
     FileNotFound,
-    FileRecord,
-    FileStore,
-    FileTooLarge,
+    TenantFile,
+    TenantFileStore,
+    TenantFileTooLarge,
     make_store,
     new_file_id,
 )
@@ -46,7 +46,7 @@ from kontainers.settings import FilesSettings
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-FILE_STORE = web.AppKey("file_store", FileStore)
+FILE_STORE = web.AppKey("file_store", TenantFileStore)
 FILES_SETTINGS = web.AppKey("files_settings", FilesSettings)
 
 CHUNK = 256 * 1024
@@ -55,7 +55,7 @@ _MULTIPART_OVERHEAD = 64 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def setup(app: web.Application, settings: FilesSettings | None = None, store: FileStore | None = None) -> None:
+def setup(app: web.Application, settings: FilesSettings | None = None, store: TenantFileStore | None = None) -> None:
     """Mount /v1/files on the gateway app, with the store chosen in settings."""
     settings = settings or FilesSettings()
     app[FILES_SETTINGS] = settings
@@ -66,7 +66,7 @@ def setup(app: web.Application, settings: FilesSettings | None = None, store: Fi
 
 async def _store_lifecycle(app: web.Application) -> AsyncIterator[None]:
     """Open the store, and deliver file_ids/skills into pods while the gateway runs."""
-    from kontainers.files.delivery import Delivery
+    from kontainers.gateway.delivery import Delivery
     from kontainers.gateway.state import CLUSTER, SIDECARS
 
     store = app[FILE_STORE]
@@ -81,7 +81,7 @@ async def _store_lifecycle(app: web.Application) -> AsyncIterator[None]:
     await store.close()
 
 
-async def find_file(store: FileStore, tenant: str, file_id: str, *, param: str | None = "file_id") -> FileRecord:
+async def find_file(store: TenantFileStore, tenant: str, file_id: str, *, param: str | None = "file_id") -> TenantFile:
     """A tenant's unexpired file, else a 404 naming the id (other tenants' ids look the same)."""
     return await stored_file(store, tenant, file_id, param=param or "file_id")
 
@@ -151,7 +151,7 @@ async def upload_file(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > limit + _MULTIPART_OVERHEAD:
         raise too_large(limit)
     form = _UploadForm()
-    stored: FileRecord | None = None
+    stored: TenantFile | None = None
     try:
         async for part in multipart_parts(request):
             if not isinstance(part, aiohttp.BodyPartReader) or not part.name:
@@ -162,11 +162,11 @@ async def upload_file(request: web.Request) -> web.Response:
             if stored is not None:
                 raise bad_request("Only one 'file' part may be sent.", param="file")
             now = int(time.time())
-            record = FileRecord(id=new_file_id(), tenant=tenant, filename=clean_filename(part.filename),
+            record = TenantFile(id=new_file_id(), tenant=tenant, filename=clean_filename(part.filename),
                                 purpose=form.purpose or "", created_at=now)
             try:
                 stored = await store.put(record, _chunks(part), max_bytes=limit)
-            except FileTooLarge:
+            except TenantFileTooLarge:
                 raise too_large(limit) from None
         if stored is None:
             raise bad_request("Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
