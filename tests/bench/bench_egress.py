@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from kontainers.egress.testing import ProxyProcess, ServerThread, TlsMaterial
+from fixtures.egress import ProxyProcess, ServerThread, TlsMaterial
 from kontainers.resources import names
 
 MIB = 1024 * 1024

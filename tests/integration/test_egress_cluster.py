@@ -22,7 +22,7 @@ import pytest
 from kontainers.egress import placeholders
 from kontainers.egress.operator_hook import ca_configmap_name, egress_sandbox_hook
 from kontainers.egress.sandbox import CA_FILE, proxy_env
-from kontainers.egress.testing import ClusterEgressProcess, ServerThread, TlsMaterial
+from fixtures.egress import ClusterEgressProcess, ServerThread, TlsMaterial
 from kontainers.resources import names
 
 pytestmark = pytest.mark.cluster

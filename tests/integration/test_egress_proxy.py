@@ -22,7 +22,7 @@ import pytest
 
 from kontainers.egress import placeholders
 from kontainers.egress.sandbox import proxy_env
-from kontainers.egress.testing import ProxyProcess, ServerThread, TestServer, TlsMaterial
+from fixtures.egress import ProxyProcess, ServerThread, TestServer, TlsMaterial
 from kontainers.resources import names
 
 UID_A, TOKEN_A = "uid-container-a", "token-a"

@@ -23,7 +23,7 @@ from fixtures.cluster import RealNode
 from fixtures.gateway import Gateway, Tenant
 from fixtures.operator import OperatorProcess, wait_for
 from kontainers.cluster import images
-from kontainers.egress.testing import ClusterEgressProcess, ServerThread, TlsMaterial
+from fixtures.egress import ClusterEgressProcess, ServerThread, TlsMaterial
 from kontainers.resources import names
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("gateway_logs")]
