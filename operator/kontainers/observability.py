@@ -90,6 +90,22 @@ FILE_BYTES = Counter(
 )
 for _direction in ("upload", "download"):
     FILE_BYTES.labels(_direction)  # export both series from the start, at zero
+EXEC_OUTCOMES = ("success", "failure", "timeout", "error")
+EXEC_COMMANDS = Counter(
+    "kontainers_exec_commands",
+    "Commands run by POST /v1/containers/{id}/exec, by outcome: success (exit 0), failure "
+    "(another exit code), timeout, error (the exec could not run or was interrupted).",
+    ["outcome"],
+)
+EXEC_SECONDS = Histogram(
+    "kontainers_exec_command_duration_seconds",
+    "Time one exec'd command took, by outcome.",
+    ["outcome"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+for _outcome in EXEC_OUTCOMES:
+    EXEC_COMMANDS.labels(_outcome)
+    EXEC_SECONDS.labels(_outcome)
 HTTP_REQUESTS = Counter(
     "kontainers_http_requests",
     "HTTP requests served, by route template, method and status code.",

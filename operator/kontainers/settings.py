@@ -100,6 +100,14 @@ class GatewaySettings(BaseSettings):
     # secrets, so a create carrying them is refused (400) instead of failing in the operator.
     egress_mode: Literal["proxy", "cilium"] = "proxy"
     not_ready_retry_after: int = 2  # Retry-After (s) of the 503 while a container's pod is not ready
+    # POST /v1/containers/{id}/exec: timeout_ms and max_output_length when the call gives none, and
+    # their maxima (larger values are lowered). The maximum timeout stays below the SDKs' default
+    # request timeout (600 s), past which they would retry a call that is still running.
+    exec_default_timeout_ms: int = 120_000
+    exec_max_timeout_ms: int = 300_000
+    exec_default_max_output_length: int = 16_384  # characters kept per stream (stdout, stderr) of a command
+    exec_max_output_length: int = 1_048_576
+    exec_connect_timeout: float = 10.0  # opening the pods/exec websocket through the API server
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -39,7 +39,7 @@ class ExecParams(BaseModel):
     timeout_ms: int | None = Field(default=None, gt=0, description=(
         "Wall-clock budget of the whole call in milliseconds; the running command then ends with outcome "
         "`timeout` (its processes are killed) and later commands are not started. Default and maximum are "
-        "server settings (120000 and 600000); larger values are lowered to the maximum."))
+        "server settings (120000 and 300000); larger values are lowered to the maximum."))
     max_output_length: int | None = Field(default=None, ge=0, description=(
         "Characters kept of each command's stdout and of its stderr: the first half and the last half, "
         "with a marker line between them saying how many characters were left out. Default 16384, "

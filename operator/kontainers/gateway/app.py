@@ -10,7 +10,7 @@ from ..observability import http_metrics_middleware, metrics_handler
 from ..resources import names
 from . import files_api
 from ..settings import FilesSettings, GatewaySettings
-from . import container_routes, file_routes
+from . import container_routes, exec_routes, file_routes
 from .activity import ActivityRecorder, annotation_writer
 from .auth import auth_middleware
 from .cluster import Cluster
@@ -48,6 +48,7 @@ def create_app(settings: GatewaySettings | None = None, *, cluster: Cluster | No
     app.on_response_prepare.append(add_request_id_header)
     app.router.add_routes(container_routes.routes)
     app.router.add_routes(file_routes.routes)
+    exec_routes.setup(app, settings, cluster)  # /v1/containers/{id}/exec
     files_api.setup(app, files)  # /v1/files and its store
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)

@@ -181,29 +181,24 @@ class OutputBuffer:
         return live
 
     def finish(self) -> str:
+        """What was not streamed yet; after this, `feed()` must not be called again."""
         if self._finished is None:
+            self._streamed = "".join(self._head)
             live = self._take(self._decoder.decode(b"", final=True))
             marker = f"\n[... {self.dropped} characters truncated ...]\n" if self.dropped else ""
             self._finished = live + marker + "".join(self._tail)
         return self._finished
 
     def text(self) -> str:
+        """The whole kept text: what `feed()` returned, then what `finish()` returned."""
         rest = self.finish()
-        return "".join(self._head[: len(self._head)]) + rest if not rest else self._joined_head() + rest
-
-    def _joined_head(self) -> str:
-        # finish() may have appended the decoder's last characters to the head: they are in `rest`.
-        head = "".join(self._head)
-        return head[: self._head_len - self._flushed_len()]
-
-    def _flushed_len(self) -> int:
-        return 0
+        return self._streamed + rest
 
 
 @dataclass
 class ExecLimits:
     default_timeout_ms: int = 120_000
-    max_timeout_ms: int = 600_000
+    max_timeout_ms: int = 300_000
     default_max_output_length: int = 16_384
     max_output_length: int = 1_048_576
     container: str = "sandbox"
@@ -292,8 +287,7 @@ class ShellRunner:
             if isinstance(stream, str):
                 rest, full = stream, stream
             else:
-                rest = stream.finish()
-                full = stream.head() + rest
+                rest, full = stream.finish(), stream.text()
             if rest and on_delta is not None:
                 await on_delta(index, name, rest)
             texts[name] = full

@@ -100,6 +100,12 @@ class KubeCluster:
     def ready(self) -> bool:
         return self.containers.synced and self.keys.synced
 
+    def api_client(self) -> client.ApiClient:
+        """The started client (pods/exec opens its websockets with its credentials and TLS)."""
+        if self._api is None:
+            raise RuntimeError("the cluster client is not started")
+        return self._api
+
     @property
     def _custom(self) -> client.CustomObjectsApi:
         return client.CustomObjectsApi(self._api)
