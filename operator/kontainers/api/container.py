@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
 
+# The wire vocabulary of a container, defined here once; the Container resource
+# (resources/model.py) and everything else import it.
 MemoryLimit = Literal["1g", "4g", "16g", "64g"]
+"""The OpenAI memory sizes of a container."""
+MEMORY_LIMITS: tuple[MemoryLimit, ...] = get_args(MemoryLimit)
 DEFAULT_MEMORY_LIMIT: MemoryLimit = "1g"
 DEFAULT_EXPIRY_MINUTES = 20
-MAX_EXPIRY_MINUTES = 1440
+MAX_EXPIRY_MINUTES = 1440  # one day; OpenAI's own containers live far shorter
+Status = Literal["pending", "running", "failed", "expired"]
+"""A container's status; anything else (a status not written yet) reads as `pending`."""
+STATUSES: tuple[Status, ...] = get_args(Status)
 
 
 class ExpiresAfter(BaseModel):

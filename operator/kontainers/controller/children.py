@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 
 from ..resources.network_policy import build_network_policy, same_policy_spec
-from ..resources.owner import ContainerRef, owned_by
+from ..resources.owner import ContainerRef, owned_by, owner_reference
 from ..resources.pod import ANNOTATION_SPEC_HASH, build_pod
 from ..resources.secret import build_sidecar_secret, new_token
 from ..settings import OperatorSettings
@@ -99,7 +99,7 @@ async def _policy_outlives(kube: Kube, ref: ContainerRef, pod: Body) -> None:
     policy = await kube.get("NetworkPolicy", ref.namespace, ref.network_policy_name)
     if policy is None:
         raise kopf.TemporaryError(f"NetworkPolicy {ref.network_policy_name} vanished", delay=1)
-    pod_owner = {"apiVersion": "v1", "kind": "Pod", "name": ref.pod_name, "uid": pod["metadata"]["uid"]}
+    pod_owner = owner_reference(ref.pod_name, pod["metadata"]["uid"], api_version="v1", kind="Pod")
     if pod_owner not in policy["metadata"].get("ownerReferences") or []:
         # A replaced pod's reference goes too (the garbage collector drops it anyway).
         await kube.patch_network_policy(ref.namespace, ref.network_policy_name, {

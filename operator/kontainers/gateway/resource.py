@@ -14,15 +14,15 @@ from datetime import datetime, timezone
 from ..api.container import (
     DEFAULT_EXPIRY_MINUTES,
     DEFAULT_MEMORY_LIMIT,
+    STATUSES,
     Container,
     ExpiresAfter,
     NetworkPolicy,
 )
 from ..api.container_create import ContainerCreateParams, NetworkPolicyAllowlist
+from ..resources import model, names
+from ..resources import owner as owners
 from .file_inputs import skills_spec
-from ..resources import names
-
-STATUSES = ("pending", "running", "failed", "expired")
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -104,29 +104,29 @@ def domain_secret_key(index: int, name: str) -> str:
 
 def spec_from_params(params: ContainerCreateParams, secret_name: str) -> dict:
     """The Container spec for a create request; domain secret values are replaced by references."""
-    spec: dict = {
-        "name": params.name,
-        "memoryLimit": params.memory_limit or DEFAULT_MEMORY_LIMIT,
-        "expiresAfter": {
-            "anchor": "last_active_at",
-            "minutes": params.expires_after.minutes if params.expires_after else DEFAULT_EXPIRY_MINUTES,
-        },
-        "networkPolicy": {"type": "disabled"},
-    }
     policy = params.network_policy
+    network = model.NetworkPolicy()
     if isinstance(policy, NetworkPolicyAllowlist):
-        spec["networkPolicy"] = {"type": "allowlist", "allowedDomains": list(policy.allowed_domains)}
-        if policy.domain_secrets:
-            spec["networkPolicy"]["domainSecrets"] = [
-                {"domain": s.domain, "name": s.name,
-                 "secretKeyRef": {"name": secret_name, "key": domain_secret_key(i, s.name)}}
+        network = model.NetworkPolicy(
+            type="allowlist",
+            allowed_domains=list(policy.allowed_domains),
+            domain_secrets=[
+                model.DomainSecret(domain=s.domain, name=s.name, secret_key_ref=model.SecretKeySelector(
+                    name=secret_name, key=domain_secret_key(i, s.name)))
                 for i, s in enumerate(policy.domain_secrets)
-            ]
-    if params.file_ids:
-        spec["fileIds"] = list(params.file_ids)
-    if params.skills:
-        spec["skills"] = skills_spec(params.skills)  # bundles by reference: the zips are in the file store
-    return spec
+            ] if policy.domain_secrets else None,
+        )
+    spec = model.ContainerSpec(
+        name=params.name,
+        memory_limit=params.memory_limit or DEFAULT_MEMORY_LIMIT,
+        expires_after=model.ExpiresAfter(
+            minutes=params.expires_after.minutes if params.expires_after else DEFAULT_EXPIRY_MINUTES),
+        network_policy=network,
+        file_ids=list(params.file_ids) if params.file_ids else None,
+        # bundles by reference: the zips are in the file store
+        skills=[model.Skill.model_validate(s) for s in skills_spec(params.skills)] if params.skills else None,
+    )
+    return spec.wire()
 
 
 def domain_secret_data(params: ContainerCreateParams) -> dict[str, str]:
@@ -147,6 +147,7 @@ def new_resource(namespace: str, name: str, spec: dict, annotations: dict[str, s
 
 
 def owner_reference(obj: Mapping) -> dict:
-    """An ownerReference to a Container, so its children go when it goes."""
-    return {"apiVersion": names.API_VERSION, "kind": names.KIND, "name": obj["metadata"]["name"],
-            "uid": obj["metadata"]["uid"], "blockOwnerDeletion": False}
+    """An ownerReference to a Container, so the gateway's domain-secrets Secret goes when it goes
+    (not a controller reference: the operator manages the Container's other children; and no
+    blocking, which would need `update` on containers/finalizers)."""
+    return owners.owner_reference(obj["metadata"]["name"], obj["metadata"]["uid"], block_owner_deletion=False)

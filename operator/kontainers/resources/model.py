@@ -18,19 +18,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from kontainers.api import domains
+from kontainers.api.container import (  # noqa: F401  (the wire vocabulary, re-exported for the CRD's readers)
+    DEFAULT_EXPIRY_MINUTES,
+    MAX_EXPIRY_MINUTES,
+    MEMORY_LIMITS,
+    MemoryLimit,
+    Status,
+)
 
-MemoryLimit = Literal["1g", "4g", "16g", "64g"]
-MEMORY_LIMITS: tuple[MemoryLimit, ...] = ("1g", "4g", "16g", "64g")
 # Kubernetes quantity of each OpenAI memory size: the runtime container's exact memory limit.
-MEMORY_QUANTITY: dict[str, str] = {"1g": "1Gi", "4g": "4Gi", "16g": "16Gi", "64g": "64Gi"}
+MEMORY_QUANTITY: dict[str, str] = {size: size.removesuffix("g") + "Gi" for size in MEMORY_LIMITS}
 
-DEFAULT_EXPIRY_MINUTES = 20
-MAX_EXPIRY_MINUTES = 1440  # one day; OpenAI's own containers live far shorter
 MAX_DOMAINS = 256
 MAX_DOMAIN_SECRETS = 64
 MAX_DOMAIN_LENGTH = domains.MAX_LENGTH
 
-Status = Literal["pending", "running", "failed", "expired"]
 
 
 class ConditionType(StrEnum):

@@ -59,16 +59,10 @@ class ContainerRef:
         return labels
 
     def owner_reference(self) -> dict[str, Any]:
-        # controller=true: `kubectl get pods` shows who manages it, and the GC deletes it with the
-        # Container. blockOwnerDeletion needs `update` on containers/finalizers (RBAC).
-        return {
-            "apiVersion": names.API_VERSION,
-            "kind": names.KIND,
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
+        """The reference the operator's children carry: controller=true, so `kubectl get pods` shows
+        who manages them and the GC deletes them with the Container; blockOwnerDeletion needs
+        `update` on containers/finalizers (RBAC), which the operator has."""
+        return owner_reference(self.name, self.uid, controller=True, block_owner_deletion=True)
 
     def metadata(self, name: str, component: str | None = None, **extra: Any) -> dict[str, Any]:
         return {
@@ -78,6 +72,18 @@ class ContainerRef:
             "ownerReferences": [self.owner_reference()],
             **extra,
         }
+
+
+def owner_reference(name: str, uid: str, *, api_version: str = names.API_VERSION, kind: str = names.KIND,
+                    controller: bool | None = None, block_owner_deletion: bool | None = None) -> dict[str, Any]:
+    """The one builder of an ownerReference (to a Container unless `kind` says otherwise); the
+    optional flags are left out when None, as the API server stores them."""
+    ref: dict[str, Any] = {"apiVersion": api_version, "kind": kind, "name": name, "uid": uid}
+    if controller is not None:
+        ref["controller"] = controller
+    if block_owner_deletion is not None:
+        ref["blockOwnerDeletion"] = block_owner_deletion
+    return ref
 
 
 def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
