@@ -57,19 +57,19 @@ DoneCallback = Callable[[int, ShellCommandOutput], Awaitable[None]]
 KILL_TIMEOUT = 10.0
 NOT_STARTED = "kontainers: not started, the call's timeout_ms had run out\n"
 
-# $0 name, $1 state dir, $2 exec id, $3 workdir, $4 the command, then NAME VALUE pairs.
+# $0 name, $1 state dir, $2 exec id, $3 workdir, $4 the command, then NAME VALUE pairs (exported for
+# the command only: a PATH of the caller's must not change which tools the wrapper runs).
 WRAPPER = r"""d=$1 id=$2 wd=$3 c=$4
 shift 4
-while [ $# -ge 2 ]; do export "$1=$2"; shift 2; done
 (umask 077; mkdir -p "$d") 2>/dev/null
 cd "$wd" || exit 1
-if command -v setsid >/dev/null 2>&1; then
-  setsid /bin/sh -c "$c" </dev/null &
-  p=$!; g=$p
-else
-  /bin/sh -c "$c" </dev/null &
-  p=$!; read -r g </proc/$$/stat; g=${g##*") "}; set -- $g; g=$3
-fi
+S=$(command -v setsid 2>/dev/null)
+(
+  while [ $# -ge 2 ]; do export "$1=$2"; shift 2; done
+  if [ -n "$S" ]; then exec "$S" /bin/sh -c "$c"; else exec /bin/sh -c "$c"; fi
+) </dev/null &
+p=$!
+if [ -n "$S" ]; then g=$p; else read -r g </proc/$$/stat; g=${g##*") "}; set -- $g; g=$3; fi
 echo "$$ $p $g" >"$d/$id.pid" 2>/dev/null
 if [ -e "$d/$id.cancel" ]; then kill -KILL -"$p" "$p" 2>/dev/null; rm -f "$d/$id.pid" "$d/$id.cancel"; exit 137; fi
 wait "$p"; s=$?
