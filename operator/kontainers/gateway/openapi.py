@@ -19,6 +19,14 @@ from ..api import (
     ErrorResponse,
 )
 from ..api.file import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
+from ..api.shell import (
+    ExecParams,
+    ShellCallOutput,
+    ShellCallOutputContentDeltaEvent,
+    ShellCallOutputContentDoneEvent,
+    ShellCallOutputItemDoneEvent,
+    ShellStreamErrorEvent,
+)
 
 _REF = "#/components/schemas/{model}"
 _MODELS = [
@@ -27,6 +35,9 @@ _MODELS = [
     (ContainerFile, "serialization"), (ContainerFileList, "serialization"),
     (ContainerFileDeleted, "serialization"), (ErrorResponse, "serialization"),
     (FileObject, "serialization"), (FileList, "serialization"), (FileDeleted, "serialization"),
+    (ExecParams, "validation"), (ShellCallOutput, "serialization"),
+    (ShellCallOutputContentDeltaEvent, "serialization"), (ShellCallOutputContentDoneEvent, "serialization"),
+    (ShellCallOutputItemDoneEvent, "serialization"), (ShellStreamErrorEvent, "serialization"),
 ]
 
 
@@ -40,7 +51,8 @@ def _json(model: type, description: str) -> dict:
 
 def _errors(*statuses: int) -> dict:
     text = {400: "Invalid request", 401: "Missing or unknown API key", 404: "Not found",
-            413: "File too large", 503: "The container is not ready yet (see Retry-After)"}
+            413: "File too large", 502: "The container could not run the commands (not retried)",
+            503: "The container is not ready yet (see Retry-After)"}
     return {str(s): _json(ErrorResponse, text[s]) for s in statuses}
 
 
@@ -117,6 +129,29 @@ def openapi_document() -> dict:
                         "responses": {"200": _BINARY, **_errors(400, 401, 404, 503)}},
             },
             **_files_paths(),
+            **_exec_paths(),
+        },
+    }
+
+
+def _exec_paths() -> dict:
+    """`POST /containers/{id}/exec`: a shell call's commands, run in the container."""
+    events = {"oneOf": [_ref(model) for model in (
+        ShellCallOutputContentDeltaEvent, ShellCallOutputContentDoneEvent, ShellCallOutputItemDoneEvent,
+        ShellStreamErrorEvent)]}
+    return {
+        "/containers/{container_id}/exec": {
+            "parameters": [_CONTAINER_ID],
+            "post": {"operationId": "execContainerCommands", "summary": "Run shell commands in a container",
+                     "description": "The body is a shell call's `action` plus options; the reply is the "
+                                    "`shell_call_output` item for the next `responses.create`. With `stream`, "
+                                    "server-sent events (`event:` = the event's `type`), the last one "
+                                    "`response.output_item.done` with that item.",
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(ExecParams)}}},
+                     "responses": {"200": {"description": "The shell_call_output item, or its event stream",
+                                           "content": {"application/json": {"schema": _ref(ShellCallOutput)},
+                                                       "text/event-stream": {"schema": events}}},
+                                   **_errors(400, 401, 404, 502, 503)}},
         },
     }
 
