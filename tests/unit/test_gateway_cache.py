@@ -10,7 +10,7 @@ import pytest
 
 from kontainers.gateway.activity import ActivityRecorder
 from kontainers.gateway.cache import ContainerCache
-from kontainers.gateway.watch import list_watch
+from kontainers.kube import list_watch
 from kontainers.resources import names
 
 

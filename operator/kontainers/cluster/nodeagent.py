@@ -32,10 +32,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubernetes_asyncio import client, watch
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kontainers.cluster.process import Component, answers
+from kontainers import kube
 from kontainers.kube import api_client
 from kontainers.resources import names
 
@@ -44,7 +45,6 @@ log = logging.getLogger("kontainers.devnodeagent")
 FILES_CONTAINER = "files"
 TOKEN_ENV = "KONTAINERS_SIDECAR_TOKEN"
 RESYNC_SECONDS = 1.0  # how often crashed sidecars and pods whose Secret was missing are retried
-WATCH_SECONDS = 300
 
 # Children started through this die with their parent (prctl PR_SET_PDEATHSIG = 1, SIGTERM = 15),
 # so a killed agent or `kontainers dev` leaves no process holding a pod IP. Linux only, like the
@@ -215,41 +215,23 @@ class DevNodeAgent:
 
     async def _watch_pods(self) -> None:
         core = client.CoreV1Api(self._api)
-        selector = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
-        backoff = 0.5
-        while True:
-            try:
-                listed = await core.list_pod_for_all_namespaces(label_selector=selector)
-                self._desired = {}
-                for pod in listed.items:
-                    self._observe(pod)
-                self._synced.set()
-                self._wake.set()
-                version = listed.metadata.resource_version
-                stream = watch.Watch().stream(
-                    core.list_pod_for_all_namespaces, label_selector=selector,
-                    resource_version=version, timeout_seconds=WATCH_SECONDS, allow_watch_bookmarks=True,
-                )
-                async with stream as events:
-                    async for event in events:
-                        if event["type"] == "DELETED":
-                            meta = event["object"].metadata
-                            self._desired.pop((meta.namespace, meta.name), None)
-                        elif event["type"] in ("ADDED", "MODIFIED"):
-                            self._observe(event["object"])
-                        self._wake.set()
-                backoff = 0.5
-            except asyncio.CancelledError:
-                raise
-            except ApiException as exc:
-                if exc.status != 410:  # 410 Gone: our version is too old, just list again
-                    log.warning("dev node agent: pod watch failed; retrying", extra={"status": exc.status})
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 10)
-            except Exception as exc:  # connection trouble: the API server restarts, …
-                log.warning("dev node agent: pod watch failed; retrying", extra={"error": repr(exc)})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10)
+        await kube.list_watch(core.list_pod_for_all_namespaces, what="pods (dev node agent)", typed=True,
+                              on_list=self._listed, on_event=self._pod_event,
+                              label_selector=f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}")
+
+    def _listed(self, pods: list[client.V1Pod]) -> None:
+        self._desired = {}
+        for pod in pods:
+            self._observe(pod)
+        self._synced.set()
+        self._wake.set()
+
+    def _pod_event(self, kind: str, pod: client.V1Pod) -> None:
+        if kind == "DELETED":
+            self._desired.pop((pod.metadata.namespace, pod.metadata.name), None)
+        elif kind in ("ADDED", "MODIFIED"):
+            self._observe(pod)
+        self._wake.set()
 
     def _observe(self, pod: client.V1Pod) -> None:
         key = (pod.metadata.namespace, pod.metadata.name)

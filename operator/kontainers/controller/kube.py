@@ -1,7 +1,8 @@
 """The few Kubernetes calls the operator makes, as plain dicts (camelCase, like the API).
 
-Child objects and the Container's status go through kubernetes_asyncio; kopf itself only
-watches and keeps its progress annotations.
+Child objects and the Container's status go through kubernetes_asyncio (by way of
+`kontainers.kube`, the one door to the API server); kopf itself only watches and keeps its
+progress annotations.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import kube
-from ..resources import names
+from ..kube import JSON_PATCH, MERGE_PATCH, is_conflict, or_none
+
+__all__ = ["Body", "Kube", "is_conflict", "is_namespace_terminating"]
 
 Body = dict[str, Any]
-MERGE_PATCH = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
 
 
 class Kube:
@@ -28,6 +29,7 @@ class Kube:
         self.core = client.CoreV1Api(api)
         self.networking = client.NetworkingV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.containers = kube.Containers(api)
 
     @classmethod
     async def connect(cls, kubeconfig: str | None = None) -> Kube:
@@ -42,22 +44,17 @@ class Kube:
     # --- the Container ---------------------------------------------------------------------
 
     async def get_container(self, namespace: str, name: str) -> Body | None:
-        return await _or_none(self.custom.get_namespaced_custom_object(
-            names.GROUP, names.VERSION, namespace, names.PLURAL, name))
+        return await self.containers.get(namespace, name)
 
     async def patch_container_status(self, namespace: str, name: str, patch: Body) -> Body:
-        return await self.custom.patch_namespaced_custom_object_status(
-            names.GROUP, names.VERSION, namespace, names.PLURAL, name, patch, _content_type=MERGE_PATCH)
+        return await self.containers.patch_status(namespace, name, patch)
 
     async def patch_container(self, namespace: str, name: str, patch: Body) -> Body:
         """A merge patch of the Container itself (metadata), not of its status."""
-        return await self.custom.patch_namespaced_custom_object(
-            names.GROUP, names.VERSION, namespace, names.PLURAL, name, patch, _content_type=MERGE_PATCH)
+        return await self.containers.patch(namespace, name, patch)
 
     async def delete_container(self, namespace: str, name: str, uid: str) -> None:
-        await _or_none(self.custom.delete_namespaced_custom_object(
-            names.GROUP, names.VERSION, namespace, names.PLURAL, name,
-            body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))))
+        await self.containers.delete(namespace, name, uid=uid)
 
     # --- children ------------------------------------------------------------------------------
 
@@ -82,7 +79,7 @@ class Kube:
             "Secret": self.core.read_namespaced_secret,
             "NetworkPolicy": self.networking.read_namespaced_network_policy,
         }[kind]
-        found = await _or_none(read(name, namespace))
+        found = await or_none(read(name, namespace))
         return self._dict(found) if found is not None else None
 
     async def patch_network_policy(self, namespace: str, name: str, patch: Body) -> None:
@@ -106,19 +103,6 @@ class Kube:
         except ApiException as error:
             if error.status not in (404, 409):  # 409: the uid precondition failed, a successor exists
                 raise
-
-
-async def _or_none(call: Awaitable[Any]) -> Any:
-    try:
-        return await call
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-
-
-def is_conflict(error: BaseException) -> bool:
-    return isinstance(error, ApiException) and error.status == 409
 
 
 def is_namespace_terminating(error: BaseException) -> bool:

@@ -15,7 +15,8 @@ from typing import Any
 
 from ..settings import OperatorSettings
 from . import status as st
-from .kube import Kube, _or_none
+from ..kube import or_none
+from .kube import Kube
 
 PEERING_GROUP, PEERING_VERSION = "kopf.dev", "v1"
 
@@ -42,12 +43,12 @@ def outranked(peers: Mapping[str, Any], me: Peer, moment: datetime) -> bool:
 async def peering_statuses(kube: Kube, settings: OperatorSettings) -> list[Mapping[str, Any]]:
     name = settings.peering_name
     if not settings.namespaces:
-        found = await _or_none(kube.custom.get_cluster_custom_object(
+        found = await or_none(kube.custom.get_cluster_custom_object(
             PEERING_GROUP, PEERING_VERSION, "clusterkopfpeerings", name))
         return [found.get("status") or {}] if found else []
     statuses = []
     for namespace in settings.namespaces:
-        found = await _or_none(kube.custom.get_namespaced_custom_object(
+        found = await or_none(kube.custom.get_namespaced_custom_object(
             PEERING_GROUP, PEERING_VERSION, namespace, "kopfpeerings", name))
         if found:
             statuses.append(found.get("status") or {})

@@ -12,7 +12,6 @@ import logging
 import os
 import secrets
 import socket
-from pathlib import Path
 
 import kopf
 
@@ -25,7 +24,6 @@ from .leadership import Peer
 from .peering import ensure_peering_objects
 
 logger = logging.getLogger(__name__)
-SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 def parse_settings(argv: list[str]) -> OperatorSettings:
@@ -58,8 +56,7 @@ def parse_settings(argv: list[str]) -> OperatorSettings:
 
 def resolve_namespaces(settings: OperatorSettings) -> OperatorSettings:
     """Unset peer namespaces mean "the operator's own" in a cluster (any, outside one)."""
-    own = SERVICE_ACCOUNT_NAMESPACE.read_text().strip() if SERVICE_ACCOUNT_NAMESPACE.exists() else None
-    own = os.environ.get("POD_NAMESPACE") or own
+    own = kube.own_namespace(default=None)
     return settings.model_copy(update={
         "gateway_namespace": settings.gateway_namespace or own,
         "egress_namespace": settings.egress_namespace or own,

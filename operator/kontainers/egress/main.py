@@ -23,6 +23,7 @@ from mitmproxy import options
 from mitmproxy.addons import core, disable_h2c, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
+from kontainers import kube
 from kontainers.egress import ca
 from kontainers.egress.addon import EgressGuard
 from kontainers.egress.registry import Registry, load_policy_file
@@ -32,7 +33,6 @@ from kontainers.settings import EgressSettings
 
 logger = logging.getLogger("kontainers.egress")
 
-_SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -61,11 +61,7 @@ def load_settings(argv: list[str]) -> EgressSettings:
 
 
 def own_namespace(settings: EgressSettings) -> str:
-    if settings.namespace:
-        return settings.namespace
-    if _SERVICE_ACCOUNT_NAMESPACE.exists():
-        return _SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
-    return "default"
+    return kube.own_namespace(settings.namespace)
 
 
 def advertised_url(settings: EgressSettings) -> str | None:

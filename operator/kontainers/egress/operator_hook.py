@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -31,19 +30,13 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from kontainers.egress import cilium, sandbox
 from kontainers.egress.ca import CA_CERT_KEY, PROXY_URL_KEY, PUBLISHED_NAME
+from kontainers.kube import own_namespace
 from kontainers.resources import names
 
 logger = logging.getLogger(__name__)
 
-_SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-
-
 def egress_namespace(settings: Any) -> str:
-    if settings.egress_namespace:
-        return settings.egress_namespace
-    if _SERVICE_ACCOUNT_NAMESPACE.exists():
-        return _SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
-    return "default"
+    return own_namespace(settings.egress_namespace)
 
 
 def ca_configmap_name(name: str, uid: str) -> str:

@@ -22,7 +22,6 @@ from .auth import key_hash
 from .kube_cluster import keys_namespace
 
 KEY_PREFIX = "sk-kont-"
-MERGE_PATCH = "application/merge-patch+json"
 
 
 def new_api_key() -> str:
@@ -36,7 +35,7 @@ async def store_key_hash(api: client.ApiClient, digest: str, tenant_namespace: s
     value = base64.b64encode(tenant_namespace.encode()).decode()
     try:
         await core.patch_namespaced_secret(secret_name, secret_namespace, {"data": {digest: value}},
-                                           _content_type=MERGE_PATCH)
+                                           _content_type=kube.MERGE_PATCH)
         return
     except ApiException as exc:
         if exc.status != 404:
@@ -51,7 +50,7 @@ async def store_key_hash(api: client.ApiClient, digest: str, tenant_namespace: s
         if exc.status != 409:
             raise
         await core.patch_namespaced_secret(secret_name, secret_namespace, {"data": {digest: value}},
-                                           _content_type=MERGE_PATCH)
+                                           _content_type=kube.MERGE_PATCH)
 
 
 async def create_api_key(api: client.ApiClient, tenant_namespace: str, *, secret_namespace: str,
@@ -77,7 +76,7 @@ async def revoke_api_key(api: client.ApiClient, api_key: str, *, secret_namespac
     if digest not in (secret.data or {}):
         return False
     await core.patch_namespaced_secret(secret_name, secret_namespace, {"data": {digest: None}},
-                                       _content_type=MERGE_PATCH)
+                                       _content_type=kube.MERGE_PATCH)
     return True
 
 

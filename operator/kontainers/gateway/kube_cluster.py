@@ -8,32 +8,22 @@ import json
 import logging
 from collections.abc import Mapping
 from functools import partial
-from pathlib import Path
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import kube
-from ..resources import names
 from ..settings import GatewaySettings
 from .auth import KeyStore
 from .cache import ContainerCache
 from .cluster import AlreadyExists, ClusterError
-from .watch import list_watch
 
 log = logging.getLogger(__name__)
-
-_IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-MERGE_PATCH = "application/merge-patch+json"
 
 
 def keys_namespace(settings: GatewaySettings) -> str:
     """Where the API keys Secret lives: the setting, else the gateway's own namespace."""
-    if settings.keys_namespace:
-        return settings.keys_namespace
-    if _IN_CLUSTER_NAMESPACE.exists():
-        return _IN_CLUSTER_NAMESPACE.read_text().strip()
-    return "default"
+    return kube.own_namespace(settings.keys_namespace)
 
 
 def _error(exc: ApiException) -> ClusterError:
@@ -57,7 +47,7 @@ class KubeCluster:
 
     async def start(self) -> None:
         self._api = await kube.api_client(self.settings.kubeconfig)
-        custom = client.CustomObjectsApi(self._api)
+        containers = kube.Containers(self._api)
         core = client.CoreV1Api(self._api)
         scopes = self.settings.watch_namespaces or [None]
         pending = set(range(len(scopes)))
@@ -69,17 +59,13 @@ class KubeCluster:
                 self.containers.mark_synced()
 
         for index, namespace in enumerate(scopes):
-            if namespace is None:
-                call = partial(custom.list_cluster_custom_object, names.GROUP, names.VERSION, names.PLURAL)
-            else:
-                call = partial(custom.list_namespaced_custom_object, names.GROUP, names.VERSION, namespace,
-                               names.PLURAL)
-            self._spawn(list_watch(call, what=f"containers in {namespace or 'all namespaces'}",
+            call = containers.list_call(namespace)
+            self._spawn(kube.list_watch(call, what=f"containers in {namespace or 'all namespaces'}",
                                    on_list=partial(listed, index, namespace), on_event=self.containers.apply))
 
         keys_call = partial(core.list_namespaced_secret, keys_namespace(self.settings),
                             field_selector=f"metadata.name={self.settings.keys_secret}")
-        self._spawn(list_watch(
+        self._spawn(kube.list_watch(
             keys_call, what="API keys",
             on_list=lambda items: self.keys.replace_from_secret(items[0] if items else None),
             on_event=lambda kind, obj: self.keys.replace_from_secret(None if kind == "DELETED" else obj),
@@ -107,8 +93,8 @@ class KubeCluster:
         return self._api
 
     @property
-    def _custom(self) -> client.CustomObjectsApi:
-        return client.CustomObjectsApi(self._api)
+    def _containers(self) -> kube.Containers:
+        return kube.Containers(self._api)
 
     @property
     def _core(self) -> client.CoreV1Api:
@@ -117,10 +103,8 @@ class KubeCluster:
     # --- Containers --------------------------------------------------------------------------
 
     async def create_container(self, obj: Mapping) -> dict:
-        namespace = obj["metadata"]["namespace"]
         try:
-            return await self._custom.create_namespaced_custom_object(
-                names.GROUP, names.VERSION, namespace, names.PLURAL, dict(obj))
+            return await self._containers.create(dict(obj))
         except ApiException as exc:
             if exc.status == 409:
                 raise AlreadyExists(obj["metadata"]["name"]) from None
@@ -128,26 +112,19 @@ class KubeCluster:
 
     async def get_container(self, namespace: str, name: str) -> dict | None:
         try:
-            return await self._custom.get_namespaced_custom_object(
-                names.GROUP, names.VERSION, namespace, names.PLURAL, name)
+            return await self._containers.get(namespace, name)
         except ApiException as exc:
-            if exc.status == 404:
-                return None
             raise _error(exc) from None
 
     async def delete_container(self, namespace: str, name: str) -> None:
         try:
-            await self._custom.delete_namespaced_custom_object(
-                names.GROUP, names.VERSION, namespace, names.PLURAL, name, propagation_policy="Background")
+            await self._containers.delete(namespace, name, propagation_policy="Background")
         except ApiException as exc:
-            if exc.status != 404:
-                raise _error(exc) from None
+            raise _error(exc) from None
 
     async def annotate_container(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
         try:
-            await self._custom.patch_namespaced_custom_object(
-                names.GROUP, names.VERSION, namespace, names.PLURAL, name,
-                {"metadata": {"annotations": dict(annotations)}}, _content_type=MERGE_PATCH)
+            await self._containers.patch(namespace, name, {"metadata": {"annotations": dict(annotations)}})
         except ApiException as exc:
             raise _error(exc) from None
 
@@ -170,7 +147,7 @@ class KubeCluster:
     async def own_secret(self, namespace: str, name: str, owner: Mapping) -> None:
         try:
             await self._core.patch_namespaced_secret(
-                name, namespace, {"metadata": {"ownerReferences": [dict(owner)]}}, _content_type=MERGE_PATCH)
+                name, namespace, {"metadata": {"ownerReferences": [dict(owner)]}}, _content_type=kube.MERGE_PATCH)
         except ApiException as exc:
             raise _error(exc) from None
 
