@@ -250,7 +250,8 @@ def test_the_granted_rights_are_exactly_the_documented_ones(release, namespaces)
                      ("create", "configmaps", tenant), ("create", "events", tenant),
                      ("create", "kopfpeerings.kopf.dev", tenant)],
         "gateway": [("create", "containers.kontainers.dev", tenant), ("watch", "containers.kontainers.dev", tenant),
-                    ("get", "secrets", tenant), ("create", "secrets", tenant)],
+                    ("get", "secrets", tenant), ("create", "secrets", tenant),
+                    ("create", "pods:exec", tenant), ("get", "pods:exec", tenant)],
         "egress": [("watch", "containers.kontainers.dev", tenant), ("get", "secrets", tenant),
                    ("create", "secrets", ns)],
     }
@@ -258,7 +259,9 @@ def test_the_granted_rights_are_exactly_the_documented_ones(release, namespaces)
         "operator": [("list", "secrets", tenant), ("create", "pods", ns), ("update", "containers.kontainers.dev", tenant),
                      ("create", "clusterkopfpeerings.kopf.dev", None), ("get", "configmaps", ns)],
         "gateway": [("list", "secrets", tenant), ("get", "pods", tenant), ("get", "secrets", ns),
-                    ("create", "pods", tenant), ("patch", "containers.kontainers.dev:status", tenant)],
+                    ("create", "pods", tenant), ("patch", "containers.kontainers.dev:status", tenant),
+                    ("create", "pods:exec", ns), ("create", "pods:attach", tenant),
+                    ("create", "pods:portforward", tenant)],
         "egress": [("list", "secrets", tenant), ("create", "containers.kontainers.dev", tenant),
                    ("get", "secrets", ns), ("delete", "secrets", ns)],
     }

@@ -336,6 +336,19 @@ def test_rbac_has_no_wildcards_and_no_dangerous_grants(sets):
         assert binding["roleRef"]["name"] not in {"cluster-admin", "admin", "edit"}
 
 
+@pytest.mark.parametrize("sets", [(), ("watchNamespaces={team-a,team-b}",)], ids=["cluster-wide", "namespaced"])
+def test_only_the_gateway_may_exec_and_only_exec(sets):
+    """pods/exec (the exec API): the gateway's Role, get+create; no pods, attach or port-forward."""
+    docs = template(*sets)
+    pod_rules = [(doc["metadata"]["name"], rule) for doc, rule in all_rules(docs)
+                 if {"pods/exec", "pods/attach", "pods/portforward"} & set(rule["resources"])]
+    assert pod_rules and all(name == "kontainers-gateway" for name, _ in pod_rules), pod_rules
+    for _, rule in pod_rules:
+        assert rule["resources"] == ["pods/exec"] and sorted(rule["verbs"]) == ["create", "get"], rule
+    gateway = [rule for doc, rule in all_rules(docs) if doc["metadata"]["name"] == "kontainers-gateway"]
+    assert not any("pods" in rule["resources"] for rule in gateway)
+
+
 def test_namespaced_mode_keeps_namespaced_rules_out_of_cluster_roles():
     docs = template("watchNamespaces={team-a,team-b}")
     namespaced_resources = {"containers", "containers/status", "pods", "secrets", "networkpolicies", "events",

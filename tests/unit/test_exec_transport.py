@@ -193,5 +193,3 @@ async def test_pod_exec_unreachable_api_server_is_unavailable() -> None:
     finally:
         await transport.close()
         await api.close()
-
-

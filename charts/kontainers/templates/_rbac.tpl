@@ -109,6 +109,12 @@ kontainers-egress-ca
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create, update, patch, delete]
+# POST /v1/containers/{id}/exec runs commands in the sandbox container through pods/exec (a
+# websocket): create (API servers >= 1.35 authorize the upgrade as create), get (older ones).
+# Nothing on pods themselves, attach or port-forward.
+- apiGroups: [""]
+  resources: [pods/exec]
+  verbs: [get, create]
 {{- end }}
 
 {{- define "kontainers.rbac.gateway.cluster" }}
