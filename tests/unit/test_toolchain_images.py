@@ -1,4 +1,5 @@
-"""The local node's images: cache keys follow exactly their inputs; the Dockerfile stays usable."""
+"""The local node's images (kontainers.cluster.images): cache keys follow exactly their inputs; the
+Dockerfile stays usable. (tests/integration/test_images.py builds them.)"""
 
 from __future__ import annotations
 
