@@ -34,7 +34,6 @@ from kontainers.settings import EgressSettings
 logger = logging.getLogger("kontainers.egress")
 
 
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="kontainers egress", description=__doc__.splitlines()[0])
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; the chart sets 0.0.0.0)")
