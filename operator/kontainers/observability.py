@@ -23,6 +23,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pythonjsonlogger.json import JsonFormatter
 
+from .api.container import STATUSES
+
 # --- logging -------------------------------------------------------------------------------
 
 request_id: ContextVar[str | None] = ContextVar("kontainers_request_id", default=None)
@@ -70,7 +72,7 @@ def setup_logging(level: str | int = "INFO", *, json: bool = True, stream=None) 
 
 # --- metrics -------------------------------------------------------------------------------
 
-CONTAINER_STATUSES = ("pending", "running", "failed", "expired")
+CONTAINER_STATUSES = STATUSES
 
 RECONCILE_SECONDS = Histogram(
     "kontainers_reconcile_duration_seconds",

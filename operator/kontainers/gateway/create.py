@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Mapping
 
+from ..api.container import STATUSES
 from ..api.container_create import ContainerCreateParams
 from ..observability import CREATE_SECONDS
 from ..resources import names
@@ -31,7 +32,7 @@ from ..api.errors import APIError
 
 log = logging.getLogger(__name__)
 
-FINAL_STATUSES = ("running", "failed", "expired")
+FINAL_STATUSES = tuple(s for s in STATUSES if s != "pending")  # what a create waits for
 
 
 def idempotency_hash(tenant: Tenant, idempotency_key: str) -> str:
