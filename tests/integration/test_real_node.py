@@ -56,7 +56,7 @@ def stack(cluster, real_node: RealNode, container_crd, no_session_operator, make
         extra_env={"KONTAINERS_EGRESS_HOST_MAP": json.dumps({"api.allowed.test": "127.0.0.1",
                                                              "denied.test": "127.0.0.1"}),
                    "KONTAINERS_EGRESS_ALLOWED_PORTS": json.dumps([443, server.port])},
-        extra_args=("--host", proxy_host, "--upstream-ca-file", str(tls.ca_file), "--allow-loopback-upstream"),
+        extra_args=("--upstream-ca-file", str(tls.ca_file), "--allow-loopback-upstream"), host=proxy_host,
     )
     egress.start()
     operator = OperatorProcess(cluster.kubeconfig, workdir / "operator.log", env={
@@ -66,6 +66,9 @@ def stack(cluster, real_node: RealNode, container_crd, no_session_operator, make
         "KONTAINERS_OPERATOR_SIDECAR_IMAGE": node_images.kontainers.name,
         "KONTAINERS_OPERATOR_IMAGE_PULL_POLICY": "IfNotPresent",
         "KONTAINERS_OPERATOR_EGRESS_IP_BLOCKS": json.dumps([f"{proxy_host}/32"]),
+        "KONTAINERS_OPERATOR_EGRESS_PORT": str(egress.port),  # what the NetworkPolicy opens
+        # Two cores: the default CPU requests (100m and more) would leave a burst of 20 unschedulable.
+        "KONTAINERS_OPERATOR_CPU_REQUESTS": json.dumps({size: "10m" for size in ("1g", "4g", "16g", "64g")}),
     })
     operator.start("--egress-namespace", egress_ns)
     try:
@@ -323,8 +326,12 @@ def test_operator_killed_while_creating_makes_exactly_one_pod_each(cluster, make
     current = pods()
     owners = [next(o["name"] for o in p["metadata"]["ownerReferences"]) for p in current]
     assert len(current) == count and sorted(owners) == sorted(f"burst-{i}" for i in range(count))
-    containers = json.loads(cluster.kubectl("-n", namespace, "get", "containers", "-o", "json").stdout)["items"]
-    assert all(c.get("status", {}).get("status") == "running" for c in containers)
+
+    def containers_running() -> bool:
+        items = json.loads(cluster.kubectl("-n", namespace, "get", "containers", "-o", "json").stdout)["items"]
+        return len(items) == count and all(c.get("status", {}).get("status") == "running" for c in items)
+
+    wait_for(containers_running, 60, "every Container's status running", stack.operator.tail)
 
 
 def test_node_runs_no_leftovers_of_deleted_sandboxes(cluster, make_namespace_module, stack: Stack) -> None:

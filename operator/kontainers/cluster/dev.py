@@ -115,6 +115,7 @@ class DevStack:
                 "KONTAINERS_OPERATOR_SIDECAR_IMAGE": self.control_plane.images.kontainers.name,
                 "KONTAINERS_OPERATOR_IMAGE_PULL_POLICY": "Never",  # imported, never pulled
                 "KONTAINERS_OPERATOR_EGRESS_IP_BLOCKS": json.dumps([f"{egress_host}/32"]),
+                "KONTAINERS_OPERATOR_EGRESS_PORT": str(egress_port),  # what the NetworkPolicy opens
             })
         self._start_component("operator", operator_env)
         self._start_component("gateway", {

@@ -183,6 +183,12 @@ class ControlPlane:
                 raise ControlPlaneError(f"the real node did not start: {error} {detail}".strip()) from error
             self._write_pids()
         self._wait("kwok", self._nodes_ready)
+        if self.node:
+            try:
+                self.node.start_firewall()
+            except RuntimeError as error:
+                raise ControlPlaneError(f"the real node did not start: {error}") from error
+            self._write_pids()
         # Pods can be created in a namespace only once its "default" ServiceAccount exists.
         self._wait("kube-controller-manager", lambda: self._get(
             f"{self.server}/api/v1/namespaces/default/serviceaccounts/default") is not None)
@@ -360,7 +366,7 @@ class ControlPlane:
 
     def _create_nodes(self) -> None:
         for name, cidr in self.node_cidrs.items():
-            node = {
+            fake = {
                 "apiVersion": "v1",
                 "kind": "Node",
                 "metadata": {
@@ -375,9 +381,14 @@ class ControlPlane:
                 },
                 "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
             }
-            status, body = self._request("POST", f"{self.server}/api/v1/nodes", node)
-            if status not in (201, 409):  # 409: kept from an earlier run in this state dir
-                raise ControlPlaneError(f"creating node {name} failed ({status}): {body[:500]}")
+            self._create_node(fake)
+        if self.node:
+            self._create_node(self.node.node_object())
+
+    def _create_node(self, manifest: dict[str, Any]) -> None:
+        status, body = self._request("POST", f"{self.server}/api/v1/nodes", manifest)
+        if status not in (201, 409):  # 409: kept from an earlier run in this state dir
+            raise ControlPlaneError(f"creating node {manifest['metadata']['name']} failed ({status}): {body[:500]}")
 
     def _drop_pods_of_a_previous_run(self) -> None:
         """Delete pods a previous run of this state dir left on the fake nodes.

@@ -17,6 +17,7 @@ import fcntl
 import ipaddress
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -123,6 +124,17 @@ class RealNode:
 
     # --- lifecycle -------------------------------------------------------------------------
 
+    def node_object(self) -> dict:
+        """The Node, created before the kubelet starts: kube-router needs it at once, and its
+        labels, taint and pod CIDR are then set however often the kubelet re-registers."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME, **NODE_SELECTOR}},
+            "spec": {"podCIDR": self.pod_cidr, "podCIDRs": [self.pod_cidr],
+                     **({"taints": [TAINT]} if self.tainted else {})},
+        }
+
     def prepare(self) -> None:
         """Before the API server starts (it listens on the node IP): the host lock, what a killed
         run left behind, the bridge holding the node IP, and forwarding confined to the bridge."""
@@ -136,7 +148,7 @@ class RealNode:
         for sub in ("containerd", "cni/net.d", "cni/ipam", "kubelet", "pod-logs"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         self._write_cni_config(service_cidr)
-        env = {**os.environ, "PATH": f"{self.bin_dir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"}
+        env = self._env()
         self._launch("containerd", [str(self.bin_dir / "containerd"), "--config", str(self._write_containerd_config())], env)
         configs = {}
         for user, cert in (("kubelet", certs.kubelet_client), ("kube-proxy", certs.proxy_client),
@@ -153,15 +165,19 @@ class RealNode:
             f"--cert-dir={self.dir / 'kubelet' / 'pki'}",
             f"--hostname-override={NODE_NAME}",
             f"--node-ip={self.ip}",
-            "--node-labels=" + ",".join(f"{k}={v}" for k, v in NODE_SELECTOR.items()),
-            *([f"--register-with-taints={TAINT['key']}={TAINT['value']}:{TAINT['effect']}"] if self.tainted else []),
             "--v=1",
         ], env)
         self._launch("kube-proxy", [str(self.bin_dir / "kube-proxy"),
                                     f"--config={self._write_proxy_config(configs['kube-proxy'])}"], env)
+        self._launch("coredns", [str(self.bin_dir / "coredns"), "-conf", str(self._write_corefile(configs["addons"]))], env)
+
+    def start_firewall(self, timeout: float = 60.0) -> None:
+        """kube-router, once the kubelet has reported the node's address (it refuses to start
+        before); returns when its chains are in place, so NetworkPolicies are enforced."""
+        env = self._env()
         self._launch("kube-router", [
             str(self.bin_dir / "kube-router"),
-            f"--kubeconfig={configs['addons']}",
+            f"--kubeconfig={self.dir / 'addons.kubeconfig'}",
             "--run-firewall=true",
             "--run-router=false",
             "--run-service-proxy=false",  # kube-proxy's job (kube-router's proxy needs IPVS)
@@ -169,7 +185,12 @@ class RealNode:
             "--metrics-port=0",
             f"--hostname-override={NODE_NAME}",
         ], env)
-        self._launch("coredns", [str(self.bin_dir / "coredns"), "-conf", str(self._write_corefile(configs["addons"]))], env)
+        firewall = self.components[-1]
+        deadline = time.monotonic() + timeout
+        while subprocess.run(["iptables", "-S", "KUBE-ROUTER-FORWARD"], capture_output=True).returncode != 0:
+            if firewall.exit_code() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"kube-router did not set up its firewall; tail of {firewall.log}:\n{firewall.tail()}")
+            time.sleep(0.2)
 
     def stop(self) -> None:
         """Stop the node's processes and remove everything it created on the host."""
@@ -221,6 +242,10 @@ class RealNode:
         return {c.name: c.pid for c in self.components if c.pid}
 
     # --- configuration ---------------------------------------------------------------------
+
+    def _env(self) -> dict[str, str]:
+        # containerd finds its shim, and the shim runc, on PATH.
+        return {**os.environ, "PATH": f"{self.bin_dir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"}
 
     def _launch(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         component = Component(name, argv, self.logs_dir / f"{name}.log", env)
@@ -480,7 +505,7 @@ state = '{state / "state"}'
             if not ours:
                 continue
             for line in listing.splitlines():  # the jumps into our chains from built-in ones
-                parts = line.split()
+                parts = shlex.split(line)  # comments are quoted
                 if parts[0] == "-A" and "-j" in parts and parts[parts.index("-j") + 1] in ours and parts[1] not in ours:
                     subprocess.run(["iptables", "-t", table, "-D", *parts[1:]], capture_output=True)
             for chain in ours:
