@@ -129,6 +129,11 @@ class FilesSettings(BaseSettings):
     s3_part_bytes: int = 8 * 1024 * 1024  # multipart part size: the most one upload buffers
     max_upload_bytes: int = 512 * 1024 * 1024  # per file, as OpenAI
     max_list_limit: int = 10_000  # OpenAI's maximum (and default) `limit` of GET /v1/files
+    # The Uploads API (/v1/uploads): a File assembled from parts, OpenAI's limits by default.
+    upload_max_bytes: int = 8 * 1024 ** 3  # the `bytes` of one Upload (8 GB)
+    upload_part_max_bytes: int = 64 * 1024 ** 2  # one part (64 MB)
+    upload_expiry_seconds: int = 3600  # an unfinished Upload expires (and loses its parts) after this
+    upload_sweep_seconds: float = 60.0  # how often expired Uploads' parts are looked for and removed
 
 
 class SidecarSettings(BaseSettings):
