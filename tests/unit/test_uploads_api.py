@@ -235,3 +235,13 @@ async def test_malformed_part_bodies(server: TestServer) -> None:
         async with session.post(server.make_url("/v1/uploads"), json={"bytes": 1}, headers=headers) as reply:
             assert reply.status == 400
             assert (await reply.json())["error"]["code"] == "missing_required_parameter"
+
+
+async def test_openapi_lists_uploads(server: TestServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(server.make_url("/openapi.json")) as reply:
+            document = await reply.json()
+    for path in ("/uploads", "/uploads/{upload_id}/parts", "/uploads/{upload_id}/complete",
+                 "/uploads/{upload_id}/cancel"):
+        assert "post" in document["paths"][path]
+    assert {"Upload", "UploadPart", "UploadCreateParams"} <= set(document["components"]["schemas"])

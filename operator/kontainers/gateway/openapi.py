@@ -19,6 +19,7 @@ from ..api import (
     ErrorResponse,
 )
 from ..api.file import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
+from ..api.upload import Upload, UploadCompleteParams, UploadCreateParams, UploadPart
 from ..api.shell import (
     ExecParams,
     ShellCallOutput,
@@ -38,6 +39,8 @@ _MODELS = [
     (ExecParams, "validation"), (ShellCallOutput, "serialization"),
     (ShellCallOutputContentDeltaEvent, "serialization"), (ShellCallOutputContentDoneEvent, "serialization"),
     (ShellCallOutputItemDoneEvent, "serialization"), (ShellStreamErrorEvent, "serialization"),
+    (UploadCreateParams, "validation"), (UploadCompleteParams, "validation"), (Upload, "serialization"),
+    (UploadPart, "serialization"),
 ]
 
 
@@ -129,6 +132,7 @@ def openapi_document() -> dict:
                         "responses": {"200": _BINARY, **_errors(400, 401, 404, 503)}},
             },
             **_files_paths(),
+            **_uploads_paths(),
             **_exec_paths(),
         },
     }
@@ -181,6 +185,39 @@ def _files_paths() -> dict:
             "parameters": [_STORED_FILE_ID],
             "get": {"operationId": "retrieveFileContent", "summary": "Download a file",
                     "responses": {"200": _BINARY, **_errors(401, 404)}},
+        },
+    }
+
+
+def _uploads_paths() -> dict:
+    """The Uploads API (`client.uploads.*`): a File sent in parts of at most 64 MB."""
+    upload_id = _param("upload_id", "path", {"type": "string"}, "The Upload's id (upload_…).")
+    part = {"type": "object", "required": ["data"], "properties": {"data": {"type": "string", "format": "binary"}}}
+    return {
+        "/uploads": {
+            "post": {"operationId": "createUpload", "summary": "Create an Upload (expires after an hour)",
+                     "requestBody": {"required": True, "content": {
+                         "application/json": {"schema": _ref(UploadCreateParams)}}},
+                     "responses": {"200": _json(Upload, "The pending Upload"), **_errors(400, 401)}},
+        },
+        "/uploads/{upload_id}/parts": {
+            "parameters": [upload_id],
+            "post": {"operationId": "addUploadPart", "summary": "Add a Part",
+                     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": part}}},
+                     "responses": {"200": _json(UploadPart, "The Part"), **_errors(400, 401, 404, 413)}},
+        },
+        "/uploads/{upload_id}/complete": {
+            "parameters": [upload_id],
+            "post": {"operationId": "completeUpload", "summary": "Complete an Upload into a File",
+                     "requestBody": {"required": True, "content": {
+                         "application/json": {"schema": _ref(UploadCompleteParams)}}},
+                     "responses": {"200": _json(Upload, "The completed Upload and its file"),
+                                   **_errors(400, 401, 404)}},
+        },
+        "/uploads/{upload_id}/cancel": {
+            "parameters": [upload_id],
+            "post": {"operationId": "cancelUpload", "summary": "Cancel an Upload (its parts are removed)",
+                     "responses": {"200": _json(Upload, "The cancelled Upload"), **_errors(400, 401, 404)}},
         },
     }
 
