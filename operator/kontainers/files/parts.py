@@ -13,7 +13,9 @@ tenant's files but outside the names the file store lists:
 Tenant names are DNS labels, so `.uploads` is never a tenant's directory or key prefix, and
 `FilesystemStore.ids` / `S3Store.ids` never see these names. `complete` streams the parts in the
 order given into the file store's ordinary `put` (so the File appears atomically, and an MD5
-mismatch detected at the end aborts it like any failed upload); then the parts are removed.
+mismatch detected at the end aborts it like any failed upload) — on S3, when every part but the
+last is ≥ 5 MiB and there is no MD5 to check, the File's object is assembled server-side from
+copies of the parts instead (also visible only when complete); then the parts are removed.
 Expired, cancelled and completed Uploads lose their parts in `sweep`, and their records an hour
 after they expired (until then a repeated `complete` or `cancel` gets the same answer).
 """
@@ -38,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from kontainers.files.store import READ_CHUNK, TenantFileTooLarge, check_tenant, coalesced, limited
 
 if TYPE_CHECKING:
-    from kontainers.files.store import TenantFileStore
+    from kontainers.files.store import TenantFile, TenantFileStore
 
 UPLOAD_PREFIX = "upload_"
 PART_PREFIX = "part_"
@@ -185,6 +187,12 @@ class UploadStore(abc.ABC):
                 yield chunk
         if digest is not None and digest.hexdigest() != md5.lower():  # type: ignore[union-attr]
             raise ChecksumMismatch(md5.lower(), digest.hexdigest())  # type: ignore[union-attr]
+
+    async def assemble(self, files: "TenantFileStore", target: "TenantFile", record: UploadRecord,
+                       part_ids: Iterable[str], *, md5: str | None = None) -> "TenantFile":
+        """Make the File `target` of the parts in order: streamed into the file store's `put`
+        (atomic; ChecksumMismatch aborts it). Backends may do it without moving the bytes."""
+        return await files.put(target, self.concatenated(record, part_ids, md5=md5), max_bytes=record.bytes)
 
     async def sweep(self, now: float | None = None, *,
                     guard: Callable[[str, str], contextlib.AbstractAsyncContextManager[Any]] | None = None,
@@ -415,6 +423,48 @@ class S3UploadStore(UploadStore):
                                                                          UploadId=upload_key))
             raise
         return StoredPart(part_id, upload_id, size, int(time.time()))
+
+    async def assemble(self, files: "TenantFileStore", target: "TenantFile", record: UploadRecord,
+                       part_ids: Iterable[str], *, md5: str | None = None) -> "TenantFile":
+        """Server-side when S3 allows it: the File's object is a multipart upload whose parts are
+        copies of the part objects (UploadPartCopy), so no byte passes through the gateway. S3
+        wants every part but the last ≥ 5 MiB; smaller parts, or an `md5` to check (the gateway
+        must read the bytes for that), take the streamed path."""
+        from kontainers.files.s3store import MIN_PART_BYTES, _metadata
+
+        part_ids = list(part_ids)
+        sizes = await self.parts(record.tenant, record.id)
+        if md5 or not part_ids or any(sizes[p].bytes < MIN_PART_BYTES for p in part_ids[:-1]) or len(part_ids) > 10_000:
+            return await super().assemble(files, target, record, part_ids, md5=md5)
+        base = self._base(record.tenant, record.id)
+        key = self._files._key(target.tenant, target.id)  # the file store's own key and record format
+        metadata = _metadata(target)
+        if len(part_ids) == 1:
+            await self._client.copy_object(Bucket=self._bucket, Key=key, Metadata=metadata,
+                                           MetadataDirective="REPLACE",
+                                           CopySource={"Bucket": self._bucket, "Key": base + part_ids[0]})
+            return replace(target, bytes=sizes[part_ids[0]].bytes)
+        upload = await self._client.create_multipart_upload(Bucket=self._bucket, Key=key, Metadata=metadata)
+        upload_key = upload["UploadId"]
+        copies = asyncio.Semaphore(8)
+
+        async def copy(number: int, part_id: str) -> dict[str, Any]:
+            async with copies:
+                reply = await self._client.upload_part_copy(
+                    Bucket=self._bucket, Key=key, UploadId=upload_key, PartNumber=number,
+                    CopySource={"Bucket": self._bucket, "Key": base + part_id})
+            return {"PartNumber": number, "ETag": reply["CopyPartResult"]["ETag"]}
+
+        try:
+            done = await asyncio.gather(*(copy(i + 1, p) for i, p in enumerate(part_ids)))
+            await self._client.complete_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_key,
+                                                         MultipartUpload={"Parts": list(done)})
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._client.abort_multipart_upload(Bucket=self._bucket, Key=key,
+                                                                         UploadId=upload_key))
+            raise
+        return replace(target, bytes=sum(sizes[p].bytes for p in part_ids))
 
     async def _send(self, key: str, upload_key: str, number: int, body: bytes) -> dict[str, Any]:
         reply = await self._client.upload_part(Bucket=self._bucket, Key=key, UploadId=upload_key,

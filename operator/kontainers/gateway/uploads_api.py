@@ -246,7 +246,7 @@ async def _assemble(files, uploads: UploadStore, record: UploadRecord, md5: str 
     target = TenantFile(id=record.file_id, tenant=record.tenant, filename=record.filename, purpose=record.purpose,
                         created_at=now, expires_at=expires_at)
     try:
-        return await files.put(target, uploads.concatenated(record, record.part_ids, md5=md5), max_bytes=record.bytes)
+        return await uploads.assemble(files, target, record, record.part_ids, md5=md5)
     except ChecksumMismatch as exc:
         raise bad_request(f"Invalid value for 'md5': {exc}", param="md5", code="checksum_mismatch") from None
 
