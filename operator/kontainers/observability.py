@@ -11,7 +11,11 @@
 
 from __future__ import annotations
 
+import datetime
+import enum
+import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -21,6 +25,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 from .api.container import STATUSES
@@ -43,10 +48,119 @@ class RequestIdFilter(logging.Filter):
 
 LOG_FIELDS = ["asctime", "levelname", "name", "message"]
 LOG_RENAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
+# Extras that libraries attach to their records and that say nothing to a reader of the log:
+# kopf puts its whole OperatorSettings (queues, locks…) on every record of an object's logger.
+LOG_SKIPPED_EXTRAS = ("settings", "k8s_skip")
+
+
+# --- secrets never reach a log line --------------------------------------------------------
+#
+# The processes are written never to log a credential, but a library can: aiohttp logs a
+# malformed request's raw header line (with its `Authorization: Bearer sk-…`) at ERROR, a
+# client library may put a header in an exception's text. This filter is the backstop: every
+# line, its exception text and its string extras lose anything shaped like a credential before
+# any handler formats them.
+
+_REDACTED = "[redacted]"
+_CREDENTIAL_PATTERNS = (
+    # Authorization schemes followed by their credentials (Bearer sk-…, Basic dXNlcjpw…).
+    re.compile(r"(?i)\b(bearer|basic)(\s+)[^\s'\"\\,;]+"),
+    # `token=…`, `password: …` (query strings, key=value dumps).
+    re.compile(r"(?i)\b(token|password|passwd)(=|:\s*)[^\s'\"\\,;&]+"),
+    # A header or field naming a credential, whatever follows it on that line.
+    re.compile(r"(?i)\b(authorization|proxy-authorization|x-api-key|api[_-]?key|cookie|set-cookie)"
+               r"(['\"]?\s*[:=]\s*)[^\r\n]*"),
+    # OpenAI-style keys anywhere (ours are `sk-kont-…`), also cut off mid-key.
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{4,}"),
+)
+
+
+def redact(text: str) -> str:
+    """`text` with everything shaped like a credential replaced by `[redacted]`."""
+    for pattern in _CREDENTIAL_PATTERNS:
+        if pattern.groups >= 2:
+            text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{_REDACTED}", text)
+        else:
+            text = pattern.sub(_REDACTED, text)
+    return text
+
+
+_PLAIN = logging.Formatter()
+
+
+class RedactSecretsFilter(logging.Filter):
+    """Rewrites each record (message, exception and stack text, string extras) through `redact`.
+
+    The record is changed in place, so every handler after it sees the redacted form only.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: keep what can be shown without the arguments
+            message = str(record.msg)
+        cleaned = redact(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        if record.exc_info:
+            record.exc_text = redact(_PLAIN.formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        for key, value in list(vars(record).items()):
+            if key not in _RECORD_ATTRS and isinstance(value, str):
+                setattr(record, key, redact(value))
+        return True
+
+
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+def _json_default(value: object) -> object:
+    """How a value that JSON cannot encode is shown: never a copy, never an exception.
+
+    python-json-logger's default encoder runs `dataclasses.asdict` (a deep copy) on dataclasses;
+    kopf's records carry dataclasses holding queues and locks, which cannot be copied — the
+    formatter raised, and the ERROR line was lost to a "--- Logging error ---" traceback.
+    """
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value if isinstance(value.value, (str, int, float, bool)) else value.name
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", errors="backslashreplace")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}"
+    if isinstance(value, type):
+        return value.__name__
+    return f"<{type(value).__name__}>"
+
+
+class SafeJsonFormatter(JsonFormatter):
+    """JSON lines that never fail: an unencodable extra becomes its type name, and a record that
+    still cannot be formatted is written as a line with its level, logger and message only."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        try:
+            return super().format(record)
+        except Exception as exc:  # the line must not be lost, whatever the record carries
+            try:
+                message = record.getMessage()
+            except Exception:
+                message = str(record.msg)
+            return json.dumps({"time": self.formatTime(record, self.datefmt), "level": record.levelname,
+                               "logger": record.name, "message": message,
+                               "format_error": f"{type(exc).__name__}: {exc}"})
 
 
 def json_formatter() -> JsonFormatter:
-    return JsonFormatter(LOG_FIELDS, rename_fields=LOG_RENAMES, timestamp=False, datefmt="%Y-%m-%dT%H:%M:%S%z")
+    return SafeJsonFormatter(LOG_FIELDS, rename_fields=LOG_RENAMES, timestamp=False, datefmt="%Y-%m-%dT%H:%M:%S%z",
+                             json_default=_json_default,
+                             reserved_attrs=[*RESERVED_ATTRS, *LOG_SKIPPED_EXTRAS])
 
 
 def setup_logging(level: str | int = "INFO", *, json: bool = True, stream=None) -> None:
@@ -56,6 +170,7 @@ def setup_logging(level: str | int = "INFO", *, json: bool = True, stream=None) 
     """
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(RedactSecretsFilter())
     if json:
         handler.setFormatter(json_formatter())
     else:

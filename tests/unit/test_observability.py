@@ -88,3 +88,70 @@ async def test_http_middleware_counts_by_route_template_and_status():
     assert count("200") - before_ok == 2
     assert count("404") - before_missing == 1
     assert b"cntr_1" not in generate_latest(REGISTRY)  # ids never become label values
+
+
+def test_json_formatter_survives_kopf_records_with_uncopyable_extras():
+    """kopf's object loggers attach their OperatorSettings (a dataclass holding queues) to every
+    record; python-json-logger deep-copied it (`dataclasses.asdict`) and the ERROR line was lost
+    to a "--- Logging error ---" traceback ("cannot pickle '_queue.SimpleQueue'")."""
+    import dataclasses
+    import queue
+    import threading
+
+    @dataclasses.dataclass
+    class Batching:
+        events: queue.SimpleQueue = dataclasses.field(default_factory=queue.SimpleQueue)
+        lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    @dataclasses.dataclass
+    class OperatorSettings:
+        batching: Batching = dataclasses.field(default_factory=Batching)
+
+    class Opaque:
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+        __repr__ = __str__
+
+    stream = io.StringIO()
+    observability.setup_logging("INFO", stream=stream)
+    log = logging.getLogger("kopf.objects")
+    errors: list[str] = []
+    original = logging.Handler.handleError
+    logging.Handler.handleError = lambda self, record: errors.append(record.getMessage())  # type: ignore[method-assign]
+    try:
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("Handler 'reconcile' failed with an exception. Will retry.", extra={
+                "settings": OperatorSettings(), "k8s_skip": False, "batching": Batching(), "opaque": Opaque(),
+                "k8s_ref": {"apiVersion": "kontainers.dev/v1alpha1", "kind": "Container", "name": "c1"},
+            })
+    finally:
+        logging.Handler.handleError = original  # type: ignore[method-assign]
+    assert errors == []
+    (line,) = _log_lines(stream)
+    assert line["level"] == "ERROR" and line["message"].startswith("Handler 'reconcile' failed")
+    assert "ValueError: boom" in line["exc_info"]
+    assert line["k8s_ref"]["name"] == "c1"  # plain extras are kept
+    assert "settings" not in line and line["batching"] == "<Batching>" and line["opaque"] == "<Opaque>"
+
+
+def test_no_credential_reaches_a_log_line_whatever_logs_it():
+    """The backstop behind every process's own care: a library logging a raw header or an
+    exception carrying one still writes no key."""
+    key = "sk-kont-" + "Zx9" * 12
+    stream = io.StringIO()
+    observability.setup_logging("DEBUG", stream=stream)
+    log = logging.getLogger("aiohttp.server")
+    log.error("Invalid header value char: b'Authorization: Bearer %s\\x01'", key)
+    log.info("got %s", f"Bearer {key[:20]}")  # cut off mid-key, as aiohttp truncates long lines
+    try:
+        raise RuntimeError(f"upstream said: Authorization: Basic {key}")
+    except RuntimeError:
+        log.exception("request failed", extra={"header": f"Bearer {key}"})
+    log.warning("proxy url %s", f"http://proxy/?token={key[8:]}&x=1")
+    text = stream.getvalue()
+    assert len(text.splitlines()) == 4
+    assert key not in text and key[:20] not in text and key[8:] not in text and "Zx9Zx9" not in text
+    assert text.count("[redacted]") >= 5
