@@ -3,3 +3,4 @@
 from fixtures.cluster import *  # noqa: F401,F403  (control plane: `cluster`)
 from fixtures.operator import *  # noqa: F401,F403  (operator process: `operator`)
 from fixtures.gateway import *  # noqa: F401,F403  (gateway, node agent, openai clients)
+from fixtures.real_node import *  # noqa: F401,F403  (product stack on the real node: `stack`)

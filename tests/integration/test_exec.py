@@ -15,70 +15,19 @@ import statistics
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from pydantic import TypeAdapter
 
-from fixtures.cluster import RealNode
-from fixtures.egress import ClusterEgressProcess, ServerThread, TlsMaterial
 from fixtures.gateway import Gateway, Tenant
-from fixtures.operator import OperatorProcess
-from kontainers.cluster import images
+from fixtures.real_node import Stack
 from kontainers.resources import names
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("gateway_logs")]
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "acceptance" / "node"
-
-
-@dataclass
-class Stack:
-    operator: OperatorProcess
-    egress: ClusterEgressProcess
-    https_port: int  # a local HTTPS server answering for "api.allowed.test" and "denied.test"
-    real_node: RealNode
-    server: object  # its fixtures.egress.TestServer: `received` holds what reached it
-
-
-@pytest.fixture(scope="module")
-def stack(cluster, real_node: RealNode, container_crd, no_session_operator,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """An operator that places sandboxes on the real node, and an egress proxy the pods reach."""
-    workdir = tmp_path_factory.mktemp("exec")
-    node_images = cluster.control_plane.images if cluster.control_plane else images.planned_images()
-    egress_ns = f"egress-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", egress_ns)
-    tls = TlsMaterial.create(workdir / "tls", ["api.allowed.test", "denied.test"])
-    servers = ServerThread()
-    server = servers.start(tls)
-    proxy_host = real_node.host_ip or "127.0.0.1"
-    egress = ClusterEgressProcess(
-        cluster.kubeconfig, egress_ns, workdir / "egress",
-        extra_env={"KONTAINERS_EGRESS_HOST_MAP": json.dumps({"api.allowed.test": "127.0.0.1",
-                                                             "denied.test": "127.0.0.1"}),
-                   "KONTAINERS_EGRESS_ALLOWED_PORTS": json.dumps([443, server.port])},
-        extra_args=("--host", proxy_host, "--upstream-ca-file", str(tls.ca_file), "--allow-loopback-upstream"),
-    )
-    egress.start()
-    operator = OperatorProcess(cluster.kubeconfig, workdir / "operator.log", env={
-        **cluster.env, **real_node.operator_env(),
-        "KONTAINERS_OPERATOR_SANDBOX_IMAGE": node_images.sandbox.name,
-        "KONTAINERS_OPERATOR_SIDECAR_IMAGE": node_images.kontainers.name,
-        "KONTAINERS_OPERATOR_IMAGE_PULL_POLICY": "IfNotPresent",
-        "KONTAINERS_OPERATOR_EGRESS_IP_BLOCKS": json.dumps([f"{proxy_host}/32"]),
-    })
-    operator.start("--egress-namespace", egress_ns)
-    try:
-        yield Stack(operator, egress, server.port, real_node, server)
-    finally:
-        operator.stop()
-        egress.stop()
-        servers.stop()
-        cluster.kubectl("delete", "namespace", egress_ns, "--wait=false", check=False)
 
 
 @pytest.fixture(scope="module")

@@ -12,89 +12,19 @@ import json
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from fixtures.cluster import RealNode
 from fixtures.gateway import Gateway, Tenant
-from fixtures.operator import OperatorProcess, wait_for
-from kontainers.cluster import images
-from fixtures.egress import ClusterEgressProcess, ServerThread, TlsMaterial
+from fixtures.operator import wait_for
+from fixtures.real_node import Stack
 from kontainers.resources import names
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("gateway_logs")]
 
 GiB = 1 << 30
-
-
-@dataclass
-class Stack:
-    operator: OperatorProcess
-    egress: ClusterEgressProcess
-    https_port: int  # a local HTTPS server standing in for "api.allowed.test" and "denied.test"
-    real_node: RealNode
-    images: images.NodeImages
-
-
-@pytest.fixture(scope="module")
-def stack(cluster, real_node: RealNode, container_crd, no_session_operator, make_namespace_module,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """An operator that places sandboxes on the real node, and an egress proxy the pods can reach."""
-    workdir = tmp_path_factory.mktemp("real-node")
-    node_images = cluster.control_plane.images if cluster.control_plane else images.planned_images()
-    egress_ns = make_namespace_module(restricted=False, prefix="egress")
-    tls = TlsMaterial.create(workdir / "tls", ["api.allowed.test", "denied.test"])
-    servers = ServerThread()
-    server = servers.start(tls)
-    proxy_host = real_node.host_ip or "127.0.0.1"
-    egress = ClusterEgressProcess(
-        cluster.kubeconfig, egress_ns, workdir / "egress",
-        extra_env={"KONTAINERS_EGRESS_HOST_MAP": json.dumps({"api.allowed.test": "127.0.0.1",
-                                                             "denied.test": "127.0.0.1"}),
-                   "KONTAINERS_EGRESS_ALLOWED_PORTS": json.dumps([443, server.port])},
-        extra_args=("--upstream-ca-file", str(tls.ca_file), "--allow-loopback-upstream"), host=proxy_host,
-    )
-    egress.start()
-    operator = OperatorProcess(cluster.kubeconfig, workdir / "operator.log", env={
-        **cluster.env,
-        **real_node.operator_env(),
-        "KONTAINERS_OPERATOR_SANDBOX_IMAGE": node_images.sandbox.name,
-        "KONTAINERS_OPERATOR_SIDECAR_IMAGE": node_images.kontainers.name,
-        "KONTAINERS_OPERATOR_IMAGE_PULL_POLICY": "IfNotPresent",
-        "KONTAINERS_OPERATOR_EGRESS_IP_BLOCKS": json.dumps([f"{proxy_host}/32"]),
-        "KONTAINERS_OPERATOR_EGRESS_PORT": str(egress.port),  # what the NetworkPolicy opens
-        # Two cores: the default CPU requests (100m and more) would leave a burst of 20 unschedulable.
-        "KONTAINERS_OPERATOR_CPU_REQUESTS": json.dumps({size: "10m" for size in ("1g", "4g", "16g", "64g")}),
-    })
-    operator.start("--egress-namespace", egress_ns)
-    try:
-        yield Stack(operator, egress, server.port, real_node, node_images)
-    finally:
-        operator.stop()
-        egress.stop()
-        servers.stop()
-
-
-@pytest.fixture(scope="module")
-def make_namespace_module(cluster) -> Iterator:
-    created: list[str] = []
-
-    def make(restricted: bool = True, prefix: str = "t") -> str:
-        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-        labels = {"pod-security.kubernetes.io/enforce": "restricted"} if restricted else {}
-        cluster.kubectl("apply", "-f", "-", input=json.dumps(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}))
-        cluster.kubectl("-n", name, "wait", "--for=create", "serviceaccount/default", "--timeout=60s")
-        created.append(name)
-        return name
-
-    yield make
-    for name in created:
-        cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
 
 
 @pytest.fixture(scope="module")
