@@ -10,10 +10,14 @@ turned into the same shape. The sidecar's errors keep this shape so the gateway 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 from pydantic import BaseModel, Field, ValidationError
 
 from .validation import describe
@@ -147,3 +151,87 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> APIErr
     type_ = "server_error" if exc.status >= 500 else "invalid_request_error"
     headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
     return APIError(exc.status, message, type=type_, headers=headers)
+
+
+# --- requests aiohttp refuses before any middleware runs ----------------------------------
+#
+# A request whose request line or headers cannot be parsed (a header over 8190 bytes, a control
+# character in a header value, too many headers, a bad method) never reaches `error_middleware`:
+# aiohttp answers it itself, in text/plain, after logging the exception at ERROR — and that
+# exception's text is the raw offending line, e.g. `Authorization: Bearer sk-…\x01`. The apps of
+# kontainers are served by `run_app` / `AppRunner` below instead, whose connection handler
+# answers such requests with the OpenAI error body and logs one WARNING naming the kind of fault
+# only: never the exception's text, which is request content.
+
+_PARSE_FAULTS: tuple[tuple[type[HttpProcessingError], str, str], ...] = (
+    (LineTooLong, "The request line or a header is longer than the limit of {limit} bytes.", "request_too_large"),
+    (BadHttpMethod, "The HTTP method of the request is not valid.", "invalid_request"),
+    (HttpProcessingError, "The HTTP request could not be parsed (malformed request line or headers).",
+     "invalid_request"),
+)
+
+
+def parse_error(exc: BaseException | None, *, line_limit: int) -> APIError:
+    """The reply to a request aiohttp could not parse, worded without any of its content."""
+    for kind, message, code in _PARSE_FAULTS:
+        if isinstance(exc, kind):
+            status = exc.code if isinstance(exc.code, int) and 400 <= exc.code < 600 else 400
+            return APIError(status, message.format(limit=line_limit), code=code)
+    return server_error()
+
+
+class _RequestHandler(RequestHandler):
+    """aiohttp's connection handler, with its own error replies in the OpenAI shape."""
+
+    __slots__ = ()
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if isinstance(exc, HttpProcessingError):
+            log.warning("refused a malformed HTTP request from %s: %s", request.remote, type(exc).__name__)
+            error = parse_error(exc, line_limit=self.max_line_size)
+        else:  # something escaped the app's own error middleware (a streamed reply that broke)
+            log.error("error serving a request from %s", request.remote, exc_info=exc)
+            error = server_error()
+        if request.writer.output_size > 0:
+            raise ConnectionError("Response is sent already, cannot send another response with the error message")
+        response = error.response()
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _RequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class AppRunner(web.AppRunner):
+    """`web.AppRunner` whose connections answer unparseable requests with the OpenAI error body.
+
+    aiohttp has no public hook for its connection handler class: this swaps the class of the
+    `web.Server` it builds (same layout, one method more); `tests/unit/test_http_errors.py` fails
+    if an aiohttp upgrade changes that.
+    """
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _Server
+        return server
+
+
+def run_app(app: web.Application, *, host: str, port: int, shutdown_timeout: float = 60.0) -> None:
+    """Serve `app` until SIGTERM/SIGINT, like `web.run_app` (no access log), through `AppRunner`."""
+
+    async def serve() -> None:
+        runner = AppRunner(app, handle_signals=True, access_log=None, shutdown_timeout=shutdown_timeout)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+            await asyncio.Event().wait()  # until a signal raises GracefulExit
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(serve())
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass

@@ -18,7 +18,9 @@ from ..api.errors import APIError, Handler, unauthorized
 
 
 def key_hash(api_key: str) -> str:
-    return hashlib.sha256(api_key.encode()).hexdigest()
+    # aiohttp decodes header bytes that are not UTF-8 into surrogates: such a key is hashed (and
+    # matches nothing) instead of failing the request.
+    return hashlib.sha256(api_key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from aiohttp import web
-
+from ..api.errors import run_app
 from ..observability import setup_logging
 from ..settings import GatewaySettings
 from .app import create_app
@@ -35,7 +34,8 @@ def main(argv: list[str]) -> int:
     settings = parse_settings(argv)
     setup_logging(settings.log_level, json=settings.log_json)
     log.info("gateway listening on %s:%d", settings.host, settings.port)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None, access_log=None,
-                shutdown_timeout=5.0)
+    # Not web.run_app: requests aiohttp cannot parse get the OpenAI error body, and their raw
+    # header lines (an API key among them) are never logged.
+    run_app(create_app(settings), host=settings.host, port=settings.port, shutdown_timeout=5.0)
     log.info("gateway stopped")
     return 0

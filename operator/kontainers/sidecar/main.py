@@ -10,8 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from aiohttp import web
-
+from kontainers.api.errors import run_app
 from kontainers.observability import setup_logging
 from kontainers.settings import SidecarSettings
 from kontainers.sidecar.app import SidecarConfig, create_app
@@ -65,5 +64,5 @@ def main(argv: list[str]) -> int:
         "files sidecar listening",
         extra={"host": settings.host, "port": settings.port, "root": str(settings.root)},
     )
-    web.run_app(create_app(config), host=settings.host, port=settings.port, print=None, access_log=None)
+    run_app(create_app(config), host=settings.host, port=settings.port)  # never logs a raw header line
     return 0
