@@ -52,6 +52,9 @@ log = logging.getLogger("kontainers.dev")
 KEYS_SECRET = "kontainers-api-keys"
 SYSTEM_NAMESPACE = "kontainers-system"  # where the keys Secret lives, as in an installation
 CRD_FILE = Path(__file__).resolve().parents[3] / "crds" / f"{names.CRD_NAME}.yaml"
+CHART_DIR = Path(__file__).resolve().parents[3] / "charts" / "kontainers"
+RELEASE = "kontainers"  # the chart names its objects kontainers-<component>
+FILES_CLAIM = "kontainers-files"
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",
@@ -86,39 +89,77 @@ class DevStack:
             await self._namespace(api, SYSTEM_NAMESPACE, {})
             await self._namespace(api, self.args.tenant, RESTRICTED)
             api_key = await self._api_key(api)
+        if self.control_plane.node and CHART_DIR.is_dir():
+            await self._install_chart()
+        else:
+            await self._run_processes()
+        return api_key
+
+    async def _install_chart(self) -> None:
+        """The chart with the locally built images, as `helm install` on a user's cluster: the
+        operator, gateway and egress proxy run as pods on the real node; the gateway is reached
+        through `kubectl port-forward` on 127.0.0.1."""
+        node_images = self.control_plane.images
+        assert node_images is not None
+        await self._kubectl("apply", "-f", "-", input=json.dumps(self._files_volume()))
+        repository, tag = node_images.kontainers.name.rsplit(":", 1)
+        values = {
+            "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},  # imported, never pulled
+            "sandbox": {"image": node_images.sandbox.name, "sidecarPort": self.args.sidecar_port},
+            "files": {"persistence": {"existingClaim": FILES_CLAIM}},
+        }
+        values_file = self.state_dir / "values.yaml"
+        values_file.write_text(json.dumps(values, indent=2))  # JSON is YAML
+        started = time.monotonic()
+        log.info("installing the chart into %s (helm upgrade --install --wait)", SYSTEM_NAMESPACE)
+        await self._run(str(self.control_plane.bin_dir / "helm"), "--kubeconfig", self.kubeconfig, "upgrade",
+                        "--install", RELEASE, str(CHART_DIR), "--namespace", SYSTEM_NAMESPACE, "--take-ownership",
+                        "-f", str(values_file), "--wait", "--timeout", "600s")
+        log.info("kontainers pods ready in %.1fs", time.monotonic() - started)
+        self._start_component("port-forward", [
+            str(self.control_plane.bin_dir / "kubectl"), "--kubeconfig", self.kubeconfig, "-n", SYSTEM_NAMESPACE,
+            "port-forward", "--address", "127.0.0.1", f"service/{RELEASE}-gateway", f"{self.gateway_port}:80"], {})
+        await self._wait_ready(f"http://127.0.0.1:{self.gateway_port}/readyz", "gateway (through port-forward)")
+
+    def _files_volume(self) -> dict:
+        """The Files store's volume: a directory of the state dir (no volume provisioner here)."""
+        store = self.state_dir / "files-store"
+        store.mkdir(exist_ok=True)
+        os.chown(store, 10001, 10001)  # the image's uid
+        return {"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "kontainers-dev-files"},
+             "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                      "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(store), "type": "Directory"},
+                      "claimRef": {"namespace": SYSTEM_NAMESPACE, "name": FILES_CLAIM}}},
+            {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": {"name": FILES_CLAIM, "namespace": SYSTEM_NAMESPACE},
+             "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": "kontainers-dev-files",
+                      "resources": {"requests": {"storage": "10Gi"}}}},
+        ]}
+
+    async def _run_processes(self) -> None:
+        """Fake nodes: the operator, gateway and egress proxy as local processes, and the dev node
+        agent running each kwok pod's files sidecar."""
         # The egress proxy publishes its CA in SYSTEM_NAMESPACE; allowlist sandboxes wait for it.
-        # Real pods reach it on this host's bridge address, which their NetworkPolicy then allows.
-        real = self.control_plane.node
-        egress_host = real.ip if real else "127.0.0.1"
-        egress_port, egress_ops_port = free_port(), free_port()
-        self._start_component("egress", {
+        egress_ops_port = free_port()
+        self._start_kontainers("egress", {
             "KONTAINERS_EGRESS_KUBECONFIG": self.kubeconfig,
             "KONTAINERS_EGRESS_NAMESPACE": SYSTEM_NAMESPACE,
-            "KONTAINERS_EGRESS_HOST": egress_host,
-            "KONTAINERS_EGRESS_PORT": str(egress_port),
+            "KONTAINERS_EGRESS_PORT": str(free_port()),
             "KONTAINERS_EGRESS_OPS_PORT": str(egress_ops_port),
             "KONTAINERS_EGRESS_CONFDIR": str(self.state_dir / "egress"),
         })
         await self._wait_ready(f"http://127.0.0.1:{egress_ops_port}/readyz", "egress proxy")
         operator_ops_port = free_port()
-        operator_env = {
+        self._start_kontainers("operator", {
             "KONTAINERS_OPERATOR_KUBECONFIG": self.kubeconfig,
             "KONTAINERS_OPERATOR_EGRESS_NAMESPACE": SYSTEM_NAMESPACE,
             "KONTAINERS_OPERATOR_SIDECAR_PORT": str(self.args.sidecar_port),
             "KONTAINERS_OPERATOR_OPS_HOST": "127.0.0.1",
             "KONTAINERS_OPERATOR_OPS_PORT": str(operator_ops_port),
             "KONTAINERS_OPERATOR_STANDALONE": "true",  # one replica: no peering object needed
-        }
-        if real and self.control_plane.images:
-            operator_env.update({
-                "KONTAINERS_OPERATOR_SANDBOX_IMAGE": self.control_plane.images.sandbox.name,
-                "KONTAINERS_OPERATOR_SIDECAR_IMAGE": self.control_plane.images.kontainers.name,
-                "KONTAINERS_OPERATOR_IMAGE_PULL_POLICY": "Never",  # imported, never pulled
-                "KONTAINERS_OPERATOR_EGRESS_IP_BLOCKS": json.dumps([f"{egress_host}/32"]),
-                "KONTAINERS_OPERATOR_EGRESS_PORT": str(egress_port),  # what the NetworkPolicy opens
-            })
-        self._start_component("operator", operator_env)
-        self._start_component("gateway", {
+        })
+        self._start_kontainers("gateway", {
             "KONTAINERS_GATEWAY_HOST": "127.0.0.1",
             "KONTAINERS_GATEWAY_PORT": str(self.gateway_port),
             "KONTAINERS_GATEWAY_KUBECONFIG": self.kubeconfig,
@@ -127,12 +168,10 @@ class DevStack:
             "KONTAINERS_GATEWAY_SIDECAR_PORT": str(self.args.sidecar_port),
             "KONTAINERS_FILES_ROOT": str(self.state_dir / "files"),  # the Files API store
         })
-        if not real:
-            self.agent = DevNodeAgent(self.kubeconfig, self.state_dir, self.args.sidecar_port)
-            await self.agent.start()
+        self.agent = DevNodeAgent(self.kubeconfig, self.state_dir, self.args.sidecar_port)
+        await self.agent.start()
         await self._wait_ready(f"http://127.0.0.1:{operator_ops_port}/readyz", "operator")
         await self._wait_ready(f"http://127.0.0.1:{self.gateway_port}/readyz", "gateway")
-        return api_key
 
     async def _install_crd(self) -> None:
         manifest = CRD_FILE if CRD_FILE.is_file() else None
@@ -144,15 +183,19 @@ class DevStack:
         await self._kubectl("apply", "--server-side", "--force-conflicts", "-f", str(manifest))
         await self._kubectl("wait", "--for=condition=Established", f"crd/{names.CRD_NAME}", "--timeout=60s")
 
-    async def _kubectl(self, *args: str) -> str:
-        kubectl = str(self.control_plane.bin_dir / "kubectl")
+    async def _kubectl(self, *args: str, input: str | None = None) -> str:
+        return await self._run(str(self.control_plane.bin_dir / "kubectl"), "--kubeconfig", self.kubeconfig, *args,
+                               input=input)
+
+    @staticmethod
+    async def _run(*argv: str, input: str | None = None) -> str:
         proc = await asyncio.create_subprocess_exec(
-            kubectl, "--kubeconfig", self.kubeconfig, *args,
+            *argv, stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )
-        out, _ = await proc.communicate()
+        out, _ = await proc.communicate(input.encode() if input is not None else None)
         if proc.returncode != 0:
-            raise DevError(f"kubectl {' '.join(args)} failed:\n{out.decode(errors='replace')}")
+            raise DevError(f"{Path(argv[0]).name} {' '.join(argv[3:])} failed:\n{out.decode(errors='replace')}")
         return out.decode()
 
     @staticmethod
@@ -176,12 +219,15 @@ class DevStack:
         await apikeys.store_key_hash(api, key_hash(api_key), self.args.tenant, secret_namespace=SYSTEM_NAMESPACE)
         return api_key
 
-    def _start_component(self, command: str, env: dict[str, str]) -> None:
+    def _start_kontainers(self, command: str, env: dict[str, str]) -> None:
+        self._start_component(command, kontainers_command(command), env)
+
+    def _start_component(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         full_env = {**os.environ, "KUBECONFIG": self.kubeconfig, **env}
-        component = Component(command, kontainers_command(command), self.logs_dir / f"{command}.log", full_env)
+        component = Component(name, argv, self.logs_dir / f"{name}.log", full_env)
         component.start()
         self.components.append(component)
-        log.info("started kontainers %s (pid %s), log %s", command, component.pid, component.log)
+        log.info("started %s (pid %s), log %s", name, component.pid, component.log)
 
     async def _wait_ready(self, url: str, what: str, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
