@@ -42,8 +42,14 @@ def test_kwok(gateway) -> None:
     measure(gateway.make_tenant("bench-kwok").client, "kwok")
 
 
-def test_real_node(gateway, stack) -> None:
+def test_real_node(cluster, gateway, stack) -> None:
     measure(gateway.make_tenant("bench-real").client, "real")
+    if cluster.control_plane and cluster.control_plane.node:
+        rss = cluster.control_plane.rss()
+        node_parts = {c.name for c in cluster.control_plane.node.components}
+        print("[bench real node] resident memory: " + ", ".join(
+            f"{name} {current / 2**20:.0f} MiB (peak {peak / 2**20:.0f})"
+            for name, (current, peak) in sorted(rss.items()) if name in node_parts))
     if "kwok" in results:
         for phase in ("serial", "burst"):
             for p in (50, 99):
