@@ -205,13 +205,81 @@ async def test_bad_list_parameters(server: TestServer) -> None:
 
 
 @pytest.mark.parametrize(("raw", "clean"), [
-    ("../../etc/passwd", "passwd"), ("C:\\Users\\me\\report.pdf", "report.pdf"), ("a\x00b\nc.txt", "abc.txt"),
+    ("../../etc/passwd", "passwd"), ("C:\\Users\\me\\report.pdf", "report.pdf"),
     ("..", "upload"), ("", "upload"), (None, "upload"), ("é" * 200, "é" * 127),
 ])
 def test_clean_filename(raw: str | None, clean: str) -> None:
     from kontainers.gateway.files_api import clean_filename
 
     assert clean_filename(raw) == clean
+
+
+@pytest.mark.parametrize("raw", ["a\x00b.txt", "a\nb.txt", "tab\there", "del\x7f", "\udcff\udcfe.txt"])
+def test_filenames_that_are_refused_not_altered(raw: str) -> None:
+    from kontainers.api.errors import APIError
+    from kontainers.gateway.files_api import clean_filename
+
+    with pytest.raises(APIError) as caught:
+        clean_filename(raw)
+    assert caught.value.status == 400 and caught.value.code == "invalid_filename" and caught.value.param == "file"
+
+
+def raw_upload(filename: bytes, data: bytes = b"hello", purpose: bytes = b"assistants") -> tuple[bytes, dict]:
+    """A multipart upload whose file part's Content-Disposition ends with `filename` (quoted, unless
+    it is an RFC 5987 `*=` parameter)."""
+    param = filename if filename.startswith(b"filename*=") else b'filename="' + filename + b'"'
+    body = (b"--B\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n" + purpose + b"\r\n"
+            b"--B\r\nContent-Disposition: form-data; name=\"file\"; " + param + b"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n--B--\r\n")
+    return body, {"Authorization": f"Bearer {KEY_A}", "Content-Type": "multipart/form-data; boundary=B"}
+
+
+# (A raw control byte in a part header is already a malformed body for aiohttp: invalid_multipart.)
+@pytest.mark.parametrize("filename", [b"\xff\xfe.txt", b"caf\xe9.txt", b"filename*=UTF-8''a%00b.txt",
+                                      b"filename*=UTF-8''tab%09.txt"])
+async def test_a_filename_that_is_not_utf8_or_holds_nul_is_a_400_and_nothing_is_kept(server: TestServer,
+                                                                                      filename: bytes) -> None:
+    body, headers = raw_upload(filename)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(server.make_url("/v1/files"), data=body, headers=headers) as reply:
+            assert reply.status == 400, await reply.text()
+            error = (await reply.json())["error"]
+    assert error["code"] == "invalid_filename" and error["param"] == "file"
+    assert (await sdk(server).files.list()).data == []
+    body, headers = raw_upload("café ✓.txt".encode())  # UTF-8 is kept as sent
+    async with aiohttp.ClientSession() as session:
+        async with session.post(server.make_url("/v1/files"), data=body, headers=headers) as reply:
+            assert reply.status == 200 and (await reply.json())["filename"] == "café ✓.txt"
+
+
+@pytest.mark.parametrize("after", ["garbage", "", "file-", "file-zz", "cntr_abc", "skill-" + "0" * 29])
+async def test_a_cursor_that_is_no_file_id_is_a_400_like_containers(server: TestServer, after: str) -> None:
+    await sdk(server).files.create(file=("a.txt", b"a"), purpose="assistants")
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY_A}"}) as session:
+        async with session.get(server.make_url("/v1/files"), params={"after": after}) as reply:
+            assert reply.status == 400, await reply.text()
+            assert (await reply.json())["error"]["param"] == "after"
+        async with session.get(server.make_url("/v1/containers"), params={"after": after}) as reply:
+            assert reply.status == 400 and (await reply.json())["error"]["param"] == "after"
+        # a well-formed id of a file deleted since (or never seen) is still a cursor
+        async with session.get(server.make_url("/v1/files"), params={"after": "file-" + "f" * 29}) as reply:
+            assert reply.status == 200 and len((await reply.json())["data"]) == 1
+
+
+async def test_the_openapi_document_says_what_the_server_does(server: TestServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(server.make_url("/openapi.json")) as reply:
+            document = await reply.json()
+    files_limit = next(p for p in document["paths"]["/files"]["get"]["parameters"] if p["name"] == "limit")
+    assert files_limit["schema"]["maximum"] == 10_000 and files_limit["schema"]["default"] == 10_000
+    for path in ("/files", "/containers", "/containers/{container_id}/files"):
+        after = next(p for p in document["paths"][path]["get"]["parameters"] if p["name"] == "after")
+        assert after["schema"]["minLength"] == 1, path
+    assert "404" in document["paths"]["/containers"]["post"]["responses"]  # unknown file_ids
+    client = sdk(server)
+    for _ in range(3):
+        await client.files.create(file=("a.txt", b"a"), purpose="assistants")
+    assert len((await client.files.list(limit=10_000)).data) == 3
 
 
 async def test_an_expired_file_is_gone(server: TestServer, files_settings: FilesSettings) -> None:

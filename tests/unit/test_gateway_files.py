@@ -281,3 +281,47 @@ async def test_an_oversized_or_invalid_sidecar_reply_is_502(cluster: FakeCluster
     finally:
         await client.close()
         await server.close()
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+async def test_a_sidecar_that_drops_the_connection_mid_upload_is_a_502_not_a_500(cluster: FakeCluster,
+                                                                                  how: str) -> None:
+    import asyncio
+
+    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(64 * 1024)  # the request head (and the start of a body), then it dies
+        if how == "reset":
+            writer.transport.abort()
+        else:
+            writer.close()
+
+    server = await asyncio.start_server(drop, "127.0.0.1", 0)
+    cluster.operator = run_immediately(cluster, token=TOKEN)
+    client = await start_client(cluster, sidecar_port=server.sockets[0].getsockname()[1],
+                                max_upload_bytes=8 * 1024 * 1024)
+    try:
+        container = await new_container(client)
+        response = await client.post(f"/v1/containers/{container['id']}/files", data=form(os.urandom(4 * 1024 * 1024)),
+                                     headers=AUTH)
+        error = await expect_error(response, 502)
+        assert error["type"] == "server_error" and error["code"] == "container_connection_lost"
+        # and a list call whose reply is cut off
+        response = await client.get(f"/v1/containers/{container['id']}/files", headers=AUTH)
+        assert (await expect_error(response, 502))["code"] == "container_connection_lost"
+    finally:
+        await client.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_container_file_name_that_is_not_utf8_is_a_400_and_nothing_is_written(client, sidecar, tmp_path) -> None:
+    container = await new_container(client)
+    body = (b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\xff\xfe.txt\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\nhello\r\n--B--\r\n")
+    response = await client.post(f"/v1/containers/{container['id']}/files", data=body,
+                                 headers={**AUTH, "Content-Type": "multipart/form-data; boundary=B"})
+    error = await expect_error(response, 400)
+    assert error["code"] == "invalid_filename" and error["param"] == "file"
+    listing = await (await client.get(f"/v1/containers/{container['id']}/files", headers=AUTH)).json()
+    assert listing["data"] == []
+    assert [p.name for p in (tmp_path / "data").iterdir() if p.name != ".kontainers"] == []

@@ -96,6 +96,15 @@ def too_large(limit: int, *, what: str = "File", param: str | None = "file") -> 
     return APIError(413, f"{what} is larger than the limit of {limit} bytes.", param=param, code="file_too_large")
 
 
+def invalid_filename(reason: str, *, param: str | None = "file") -> APIError:
+    """400 for a file name refused as it is (never silently altered): `reason` says why."""
+    return APIError(400, f"Invalid file name: {reason}.", param=param, code="invalid_filename")
+
+
+NOT_UTF8 = "it is not valid UTF-8"
+CONTROL_CHARACTER = "it contains NUL or another control character"
+
+
 def container_expired() -> APIError:
     return APIError(400, "Container is expired.", code="container_expired")
 

@@ -23,7 +23,16 @@ from .bodies import multipart_parts, read_field, read_json_object
 from .file_inputs import copy_into_container, stored_file
 from .files_api import FILE_STORE
 from .container_routes import find_container, touch
-from ..api.errors import APIError, bad_request, container_expired, file_not_found, not_ready, too_large
+from ..api.errors import (
+    NOT_UTF8,
+    APIError,
+    bad_request,
+    container_expired,
+    file_not_found,
+    invalid_filename,
+    not_ready,
+    too_large,
+)
 from .state import SETTINGS, SIDECARS
 
 log = logging.getLogger(__name__)
@@ -84,6 +93,10 @@ async def _upload(request: web.Request, obj: dict) -> web.Response:
     if part.name == "file_id":  # the multipart spelling of {"file_id": …}
         return await _copy_stored_file(request, obj, await read_field(part))
     filename = part.filename or "upload"
+    try:
+        filename.encode("utf-8")  # bytes that are not UTF-8 arrive as surrogates: refused, not mangled
+    except UnicodeEncodeError:
+        raise invalid_filename(NOT_UTF8) from None
 
     sent = 0
     over_limit = interrupted = False
@@ -108,9 +121,7 @@ async def _upload(request: web.Request, obj: dict) -> web.Response:
 
     try:
         record = await request.app[SIDECARS].upload(obj, filename, chunks())
-    except APIError:
-        raise
-    except Exception:
+    except Exception:  # an APIError too: a body that stopped coming also breaks the sidecar call
         if over_limit:
             raise too_large(limit) from None
         if interrupted or request.transport is None or request.transport.is_closing():

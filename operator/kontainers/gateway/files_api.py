@@ -34,12 +34,13 @@ from kontainers.files.store import (
     TenantFile,
     TenantFileStore,
     TenantFileTooLarge,
+    is_valid_id,
     make_store,
     new_file_id,
 )
 from kontainers.gateway.auth import TENANT
 from kontainers.gateway.bodies import multipart_parts, part_chunks, read_field
-from kontainers.api.errors import bad_request, file_not_found, too_large
+from kontainers.api.errors import CONTROL_CHARACTER, NOT_UTF8, bad_request, file_not_found, invalid_filename, too_large
 from kontainers.observability import FILE_BYTES
 from kontainers.settings import FilesSettings
 
@@ -86,9 +87,20 @@ async def find_file(store: TenantFileStore, tenant: str, file_id: str, *, param:
     return await stored_file(store, tenant, file_id, param=param or "file_id")
 
 
-def clean_filename(raw: str | None) -> str:
-    """The last path element of the client's file name, without control characters, ≤255 bytes."""
-    name = _CONTROL.sub("", (raw or "").replace("\\", "/").rsplit("/", 1)[-1]).strip()
+def clean_filename(raw: str | None, *, param: str = "file") -> str:
+    """The last path element of the client's file name (a client's directories are dropped, as
+    OpenAI does), cut to 255 bytes; "upload" when nothing is left.
+
+    Refused with a 400 naming `param` (never silently altered): a name that is not valid UTF-8
+    (aiohttp hands such bytes over as surrogates) or that holds NUL or another control character.
+    """
+    name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise invalid_filename(NOT_UTF8, param=param) from None
+    if _CONTROL.search(name):
+        raise invalid_filename(CONTROL_CHARACTER, param=param)
     if name in {"", ".", ".."}:
         name = "upload"
     while len(name.encode()) > MAX_FILENAME_BYTES:
@@ -202,7 +214,11 @@ def _list_query(request: web.Request, max_limit: int) -> tuple[str | None, int, 
     order = query.get("order", "desc")
     if order not in ("asc", "desc"):
         raise bad_request("Invalid 'order': must be 'asc' or 'desc'.", param="order", code="invalid_value")
-    return query.get("after") or None, limit, order, query.get("purpose") or None
+    after = query.get("after")
+    if after is not None and not (after.startswith("file-") and is_valid_id(after)):
+        # Ids sort by creation time, so a since-deleted id is still a cursor; anything else is not.
+        raise bad_request(f"Invalid 'after': {after!r} is not a file id.", param="after", code="invalid_value")
+    return after, limit, order, query.get("purpose") or None
 
 
 @routes.get("/v1/files")

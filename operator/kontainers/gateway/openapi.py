@@ -18,6 +18,8 @@ from ..api import (
     ContainerList,
     ErrorResponse,
 )
+from ..api.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from ..settings import FilesSettings
 from ..api.file import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
 from ..api.upload import Upload, UploadCompleteParams, UploadCreateParams, UploadPart
 from ..api.shell import (
@@ -30,6 +32,7 @@ from ..api.shell import (
 )
 
 _REF = "#/components/schemas/{model}"
+FILES_MAX_LIST_LIMIT = FilesSettings.model_fields["max_list_limit"].default
 _MODELS = [
     (ContainerCreateParams, "validation"), (ContainerFileCreateParams, "validation"),
     (Container, "serialization"), (ContainerList, "serialization"), (ContainerDeleted, "serialization"),
@@ -69,10 +72,22 @@ _FILE_ID = _param("file_id", "path", {"type": "string"}, "The file id (cfile_…
 _STORED_FILE_ID = _param("file_id", "path", {"type": "string"}, "The stored file's id (file-…).")
 _BINARY = {"description": "The raw bytes", "content": {
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
+_AFTER = _param("after", "query", {"type": "string", "minLength": 1},
+                "Exclusive cursor: the id of the last item already seen (an unknown or malformed id is a 400).")
+_ORDER = _param("order", "query", {"type": "string", "enum": ["asc", "desc"], "default": "desc"}, "By created_at.")
 _PAGING = [
-    _param("after", "query", {"type": "string"}, "Exclusive cursor: the id of the last item already seen."),
-    _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "Page size."),
-    _param("order", "query", {"type": "string", "enum": ["asc", "desc"], "default": "desc"}, "By created_at."),
+    _AFTER,
+    _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+           "Page size."),
+    _ORDER,
+]
+# GET /files pages as OpenAI's does: up to 10,000 files, and that many by default
+# (FilesSettings.max_list_limit; the document shows the default setting).
+_FILES_PAGING = [
+    _AFTER,
+    _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": FILES_MAX_LIST_LIMIT,
+                              "default": FILES_MAX_LIST_LIMIT}, "Page size."),
+    _ORDER,
 ]
 
 
@@ -92,7 +107,8 @@ def openapi_document() -> dict:
                 "post": {"operationId": "createContainer", "summary": "Create a container",
                          "requestBody": {"required": True, "content": {
                              "application/json": {"schema": _ref(ContainerCreateParams)}}},
-                         "responses": {"200": _json(Container, "The container"), **_errors(400, 401)}},
+                         # 404: a `file_ids` entry that is not one of the caller's files
+                         "responses": {"200": _json(Container, "The container"), **_errors(400, 401, 404)}},
                 "get": {"operationId": "listContainers", "summary": "List containers",
                         "parameters": [*_PAGING, _param("name", "query", {"type": "string"}, "Only this name.")],
                         "responses": {"200": _json(ContainerList, "A page of containers"), **_errors(400, 401)}},
@@ -171,7 +187,8 @@ def _files_paths() -> dict:
                      "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": upload}}},
                      "responses": {"200": _json(FileObject, "The file"), **_errors(400, 401, 413)}},
             "get": {"operationId": "listFiles", "summary": "List files",
-                    "parameters": [*_PAGING, _param("purpose", "query", {"type": "string"}, "Only this purpose.")],
+                    "parameters": [*_FILES_PAGING,
+                                   _param("purpose", "query", {"type": "string"}, "Only this purpose.")],
                     "responses": {"200": _json(FileList, "A page of files"), **_errors(400, 401)}},
         },
         "/files/{file_id}": {

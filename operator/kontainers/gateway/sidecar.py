@@ -117,10 +117,15 @@ class SidecarClient:
             log.info("sidecar of %s/%s not reachable: %s", obj["metadata"]["namespace"], obj["metadata"]["name"],
                      getattr(exc, "os_error", None) or "connect timeout")
             raise not_ready(self.retry_after) from None
+        except aiohttp.ClientError as exc:  # connected, then the sidecar closed or reset the connection
+            raise _connection_lost(obj, exc) from None
         async with response:
-            if response.status >= 400:
-                raise await self._error(obj, response)
-            yield response
+            try:
+                if response.status >= 400:
+                    raise await self._error(obj, response)
+                yield response
+            except aiohttp.ClientError as exc:  # the reply broke off (a download in flight: the caller's
+                raise _connection_lost(obj, exc) from None  # reply is cut, as it started already)
 
     async def _error(self, obj: Mapping, response: aiohttp.ClientResponse) -> APIError:
         if response.status == 401:
@@ -136,6 +141,13 @@ class SidecarClient:
             return APIError(response.status if response.status < 500 else 502,
                             f"The container's file service answered {response.status}.",
                             type="server_error" if response.status >= 500 else "invalid_request_error")
+
+
+def _connection_lost(obj: Mapping, exc: BaseException) -> APIError:
+    log.warning("connection to the sidecar of %s/%s lost: %s", obj["metadata"]["namespace"], obj["metadata"]["name"],
+                type(exc).__name__)
+    return APIError(502, "The connection to the container's file service was lost; retry the request.",
+                    type="server_error", code="container_connection_lost")
 
 
 def _invalid_reply() -> APIError:
