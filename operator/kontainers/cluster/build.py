@@ -21,11 +21,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from kontainers.cluster.pins import TOOLS, GoTool
+from kontainers.cluster.progress import Progress
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TOOLCHAIN_DIR = REPO_ROOT / "hack" / "toolchain"
@@ -34,6 +34,10 @@ SCRATCH_MODULE_PREFIX = "kontainers.dev/toolchain/"
 
 class BuildError(RuntimeError):
     pass
+
+
+def _log(message: str) -> None:
+    print(f"[build] {message}", flush=True)
 
 
 def _go_env() -> dict[str, str]:
@@ -207,32 +211,6 @@ def _stable_ldflags(tool: GoTool) -> str:
     return " ".join(f for f in _ldflags(tool).split(" -X ") if "buildDate=" not in f)
 
 
-class _Progress:
-    """Prints elapsed time every `interval` seconds while a long build runs."""
-
-    def __init__(self, label: str, interval: float = 30.0) -> None:
-        self.label, self.interval = label, interval
-        self.started = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            print(f"[build] {self.label}: still building ({self.elapsed():.0f}s)", flush=True)
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def __enter__(self) -> "_Progress":
-        print(f"[build] {self.label}: building", flush=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def missing_binaries(target: Path) -> dict[str, list[str]]:
     return {
         name: [binary for binary in tool.binaries if not (target / binary).is_file()]
@@ -260,7 +238,7 @@ def build_tool(name: str, binaries: list[str], target: Path) -> float:
         raise BuildError(f"{directory}/go.sum is missing: run with --regenerate")
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target, prefix=".build-") as scratch:
-        with _Progress(f"{', '.join(binaries)} ({tool.module} {tool.version})") as progress:
+        with Progress(f"{', '.join(binaries)} ({tool.module} {tool.version})", _log) as progress:
             _go(
                 "build",
                 "-trimpath",
@@ -277,7 +255,6 @@ def build_tool(name: str, binaries: list[str], target: Path) -> float:
                     candidates = sorted(p.name for p in Path(scratch).iterdir())
                     raise BuildError(f"{binary} not produced; got {candidates}")
                 os.replace(built, target / binary)  # atomic: a half-built binary is never visible
-        print(f"[build] {', '.join(binaries)}: done in {progress.elapsed():.0f}s", flush=True)
         return progress.elapsed()
 
 
@@ -331,11 +308,11 @@ def ensure_built(target: Path | None = None) -> Path:
         digest = tool_hash(name)
         source = reuse_identical_build(name, binaries, target, digest)
         if source:
-            print(f"[build] {', '.join(binaries)}: reused the identical build in {source}", flush=True)
+            _log(f"{', '.join(binaries)}: reused the identical build in {source}")
             continue
         build_tool(name, binaries, target)
         _record_built(target, name, digest)
-    print(f"[build] all binaries ready in {target} ({time.monotonic() - started:.0f}s)", flush=True)
+    _log(f"all binaries ready in {target} ({time.monotonic() - started:.0f}s)")
     return target
 
 
@@ -348,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.regenerate:
             for name in TOOLS:
-                print(f"[build] regenerating {module_dir(name)}", flush=True)
+                _log(f"regenerating {module_dir(name)}")
                 regenerate(name)
         if args.print_dir:
             print(bin_dir())

@@ -37,13 +37,13 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from kontainers.cluster.pins import KUBERNETES_VERSION
+from kontainers.cluster.progress import Progress
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 IMAGES_DIR = REPO_ROOT / "images"
@@ -312,34 +312,6 @@ def _log(message: str) -> None:
     print(f"[images] {message}", file=sys.stderr, flush=True)
 
 
-class _Progress:
-    """Prints the elapsed time every `interval` seconds while a long step runs."""
-
-    def __init__(self, label: str, interval: float = PROGRESS_INTERVAL) -> None:
-        self.label, self.interval = label, interval
-        self.started = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            _log(f"{self.label}: still building ({self.elapsed():.0f}s)")
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def __enter__(self) -> "_Progress":
-        _log(f"{self.label}: building")
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        if exc[0] is None:
-            _log(f"{self.label}: done in {self.elapsed():.0f}s")
-
-
 def _run(cmd: list[str], log: Path, cwd: Path | None = None) -> None:
     """Run `cmd` with its output appended to `log`; on failure raise with the log's tail."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -475,7 +447,7 @@ def build_rootfs(key: str, mirror: str, log: Path) -> Path:
     with _scratch_dir("rootfs-") as scratch:
         target = Path(scratch) / "rootfs"
         try:
-            with _Progress(f"base rootfs (debootstrap {DEBIAN_SUITE} from {mirror})"):
+            with Progress(f"base rootfs (debootstrap {DEBIAN_SUITE} from {mirror})", _log, PROGRESS_INTERVAL):
                 _run([debootstrap, "--variant=minbase", f"--include={','.join(base_packages())}",
                       f"--keyring={DEBIAN_KEYRING}", DEBIAN_SUITE, str(target), mirror], log)
                 _clean_rootfs(target)
@@ -538,7 +510,7 @@ def ensure_base(key: str | None = None) -> str:
     tarball = build_rootfs(key, mirror, log)
     with _scratch_dir("base-") as scratch:
         os.link(tarball, Path(scratch) / "rootfs.tar")
-        with _Progress(f"base image {name}"):
+        with Progress(f"base image {name}", _log, PROGRESS_INTERVAL):
             _bud(BASE_CONTAINERFILE, Path(scratch), name, log, {})
     return name
 
@@ -557,7 +529,7 @@ def build_image(image: Image, base: str | None) -> float:
     """Build one image into the builder's storage and write its archive; the seconds it took."""
     log = cache_root() / "logs" / f"{image.kind}.log"
     log.unlink(missing_ok=True)
-    with _scratch_dir(f"{image.kind}-") as scratch, _Progress(f"{image.kind} image {image.name}") as progress:
+    with _scratch_dir(f"{image.kind}-") as scratch, Progress(f"{image.kind} image {image.name}", _log, PROGRESS_INTERVAL) as progress:
         context = Path(scratch)
         if image.kind == "kontainers":
             _stage_kontainers_context(context)
