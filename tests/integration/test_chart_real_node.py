@@ -24,17 +24,11 @@ import yaml
 from fixtures.cluster import RealNode
 from fixtures.operator import wait_for
 from kontainers.cluster import images
-from kontainers.cluster.process import Component
+from kontainers.cluster.process import Component, free_port
 
 pytestmark = pytest.mark.cluster
 
 RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
