@@ -191,6 +191,32 @@ async def test_list_pages_in_both_orders_and_filters_by_name(client, cluster: Fa
     assert len(default["data"]) == 20 and default["has_more"] is True
 
 
+async def test_containers_created_in_the_same_second_list_in_creation_order(client, cluster: FakeCluster) -> None:
+    """created_at has second resolution; the order within a second is the gateway's sub-second
+    creation time (annotation), then for kubectl-made ones the name — never the random id."""
+    cluster.created_timestamp = "2030-01-01T00:00:07Z"  # every create lands in the same API-server second
+    made = [(await (await create(client, {"name": f"n{i}"})).json())["id"] for i in range(8)]
+    for n in (2, 0, 1):  # kubectl-made in that second: no annotation, ordered by name, before the others
+        cluster.add_external("tenant-a", f"by-hand-{n}", {"name": "h"}, created="2030-01-01T00:00:07Z")
+    by_hand = [names.container_id(cluster.objects[("tenant-a", f"by-hand-{n}")]["metadata"]["uid"]) for n in range(3)]
+    expected = by_hand + made
+    for order in ("asc", "desc"):
+        ids, after = [], None
+        while True:  # pages of 3: every cursor lands inside the same second
+            query = {"order": order, "limit": "3", **({"after": after} if after else {})}
+            body = await (await client.get("/v1/containers", params=query, headers=AUTH_A)).json()
+            ids += [c["id"] for c in body["data"]]
+            if not body["has_more"]:
+                break
+            after = body["last_id"]
+        assert ids == (expected if order == "asc" else expected[::-1])
+    # a cursor naming a container deleted since keeps its place
+    assert (await client.delete(f"/v1/containers/{made[3]}", headers=AUTH_A)).status == 200
+    rest = await (await client.get("/v1/containers", params={"order": "asc", "after": made[3]},
+                                   headers=AUTH_A)).json()
+    assert [c["id"] for c in rest["data"]] == made[4:]
+
+
 @pytest.mark.parametrize(("query", "param"), [({"limit": "0"}, "limit"), ({"limit": "abc"}, "limit"),
                                               ({"order": "sideways"}, "order"), ({"after": "cntr_nope"}, "after")])
 async def test_bad_list_queries(client, query: dict, param: str) -> None:

@@ -2,7 +2,8 @@
 
 The SDKs page by sending the id of the last item they got as `after`, with the other parameters
 unchanged, and stop when `has_more` is false. So `after` is exclusive *in the requested order*,
-items are totally ordered by (created_at, id) — creation times tie at one-second resolution — and
+items are totally ordered by a key fixed at creation that ends with the id (creation times tie at
+one-second resolution: containers break ties by a sub-second time the gateway records), and
 `has_more` is always a boolean.
 """
 

@@ -17,13 +17,13 @@ from ..observability import CONTAINERS
 from . import resource
 
 T = TypeVar("T")
-SortKey = tuple[int, str]
+SortKey = tuple[int, float, str, str]
 _GONE_KEYS = 10_000  # sort keys remembered for deleted ids, so paging past them still works
 _TOMBSTONE_SECONDS = 600.0
 
 
 def sort_key(obj: Mapping) -> SortKey:
-    return (resource.created_at(obj), resource.container_id(obj))
+    return resource.list_key(obj)
 
 
 class ContainerCache:

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import time
+from datetime import datetime, timezone
 from collections.abc import Mapping
 
 from ..api.container import STATUSES
@@ -118,7 +119,8 @@ class ContainerCreator:
         name = resource.resource_name(params.name, idem[:10] if idem else None)
         secret_name = names.domain_secrets_name(name)
         secret_data = resource.domain_secret_data(params)
-        annotations = {names.ANNOTATION_REQUEST_HASH: body_hash}
+        annotations = {names.ANNOTATION_REQUEST_HASH: body_hash,
+                       names.ANNOTATION_CREATED_AT: resource.format_precise_time(datetime.now(timezone.utc))}
         if idem:
             annotations[names.ANNOTATION_IDEMPOTENCY] = idem
         obj = resource.new_resource(namespace, name, resource.spec_from_params(params, secret_name), annotations)

@@ -51,6 +51,21 @@ def created_at(obj: Mapping) -> int:
     return unix(parse_time(obj["metadata"].get("creationTimestamp"))) or 0
 
 
+def format_precise_time(moment: datetime) -> str:
+    """RFC 3339 to the microsecond (`kontainers.dev/created-at`)."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def list_key(obj: Mapping) -> tuple[int, float, str, str]:
+    """The total order of container lists: creation second (the wire's `created_at`), then within
+    that second the gateway's sub-second creation time (annotation `kontainers.dev/created-at`;
+    Containers made with kubectl have none and come first), then the object name, then the id.
+    Every part is fixed when the Container is created, so cursors stay valid."""
+    precise = parse_time(annotations(obj).get(names.ANNOTATION_CREATED_AT))
+    return (created_at(obj), precise.timestamp() if precise else 0.0, obj["metadata"].get("name", ""),
+            container_id(obj))
+
+
 def status_of(obj: Mapping) -> str:
     status = (obj.get("status") or {}).get("status")
     return status if status in STATUSES else "pending"

@@ -27,6 +27,7 @@ ANNOTATION_LAST_ACTIVE = f"{GROUP}/last-active-at"  # RFC 3339, written (debounc
 ANNOTATION_IDEMPOTENCY = f"{GROUP}/idempotency"  # hash of the API key + Idempotency-Key
 ANNOTATION_REQUEST_HASH = f"{GROUP}/request-hash"  # hash of the create body, for lost-reply retries
 ANNOTATION_FILES_DELIVERED = f"{GROUP}/files-delivered"  # pod IP the gateway delivered fileIds/skills to
+ANNOTATION_CREATED_AT = f"{GROUP}/created-at"  # RFC 3339 to the µs, by the gateway: list order within a second
 
 CONTAINER_ID_PREFIX = "cntr_"
 MAX_NAME = 63
