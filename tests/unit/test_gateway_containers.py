@@ -137,6 +137,35 @@ async def test_bad_create_bodies_are_400_naming_the_param(client, cluster: FakeC
     assert not cluster.objects
 
 
+@pytest.mark.parametrize(("raw", "content_type", "param", "code"), [
+    (b'{"name": "x", "name": "y"}', "application/json", None, "duplicate_key"),
+    (b'{"name": "x", "network_policy": {"type": "disabled", "type": "allowlist"}}', "application/json", None,
+     "duplicate_key"),
+    (b'{"name": "x"}', "text/plain", None, "unsupported_content_type"),
+    (b'{"name": "x"}', "application/x-www-form-urlencoded", None, "unsupported_content_type"),
+    (b'{"name": "x"}', None, None, "unsupported_content_type"),
+    ('{"name": "x"}'.encode("utf-16"), "application/json", None, "invalid_json"),  # UTF-16 with its BOM
+    (b'{"name": "a\\u0000b"}', "application/json", "name", "invalid_value"),
+    (b'{"name": "line\\nbreak"}', "application/json", "name", "invalid_value"),
+    (b'{"name": "\\udcff"}', "application/json", "name", "invalid_value"),
+])
+async def test_lax_input_is_refused(client, cluster: FakeCluster, raw: bytes, content_type, param, code) -> None:
+    headers = {**AUTH_A, **({"Content-Type": content_type} if content_type else {})}
+    response = await client.post("/v1/containers", data=raw, headers=headers)
+    error = await error_of(response, 400)
+    assert (error["param"], error["code"]) == (param, code), error
+    assert not cluster.objects
+
+
+async def test_a_utf8_bom_before_json_is_ignored(client, cluster: FakeCluster) -> None:
+    response = await client.post("/v1/containers", data=b'\xef\xbb\xbf{"name": "bom"}',
+                                 headers={**AUTH_A, "Content-Type": "application/json; charset=utf-8"})
+    assert response.status == 200 and (await response.json())["name"] == "bom"
+    response = await client.post("/v1/containers", data=b'{"name": "plus"}',
+                                 headers={**AUTH_A, "Content-Type": "application/merge-patch+json"})
+    assert response.status == 200
+
+
 async def test_auth_is_required_and_keys_are_never_echoed(client) -> None:
     error = await error_of(await client.get("/v1/containers"), 401)
     assert error["code"] == "missing_api_key"

@@ -16,6 +16,18 @@ _STRICT = ConfigDict(extra="forbid", strict=True)
 # The sandbox receives each domain secret as an environment variable called `name`.
 Domain = Annotated[str, AfterValidator(normalize_domain)]
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def _printable(value: str) -> str:
+    """Names are refused, not cleaned, when they hold NUL, another control character or a lone
+    surrogate (a JSON `\\udXXX` escape that is no character)."""
+    if _UNPRINTABLE.search(value):
+        raise ValueError("must not contain NUL, other control characters or lone surrogates")
+    return value
+
+
+DisplayName = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_printable)]
 
 
 class DomainSecret(BaseModel):
@@ -105,7 +117,7 @@ class InlineSkill(BaseModel):
     model_config = _STRICT
 
     type: Literal["inline"]
-    name: str = Field(min_length=1, max_length=256)
+    name: DisplayName
     description: str
     source: InlineSkillSource
 
@@ -119,7 +131,7 @@ class ContainerCreateParams(BaseModel):
 
     model_config = _STRICT
 
-    name: str = Field(min_length=1, max_length=256, description="Display name of the container.")
+    name: DisplayName = Field(description="Display name of the container.")
     expires_after: ExpiresAfter | None = Field(default=None, description="Idle expiry (default 20 minutes).")
     file_ids: list[FileId] | None = Field(default=None, max_length=100, description="Files API ids to copy in.")
     memory_limit: MemoryLimit | None = Field(default=None, description="`1g` (default), `4g`, `16g` or `64g`.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import AsyncIterator
 
@@ -20,13 +21,51 @@ _NOT_JSON = ("We could not parse the JSON body of your request. (HINT: This like
              "your HTTP library correctly. The API expects a JSON payload, but what was sent was not valid JSON.)")
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """`object_pairs_hook` refusing a key given twice (json.loads would silently keep the last)."""
+    body: dict = {}
+    for key, value in pairs:
+        if key in body:
+            raise _DuplicateKey(key)
+        body[key] = value
+    return body
+
+
+def is_json(content_type: str) -> bool:
+    """`application/json` or a `+json` type (aiohttp's content_type has no parameters)."""
+    return content_type == "application/json" or (content_type.startswith("application/")
+                                                  and content_type.endswith("+json"))
+
+
 async def read_json_object(request: web.Request) -> dict:
-    """The body as a JSON object, or a 400 (bodies over client_max_size are aiohttp's 413)."""
+    """The body as a JSON object, or a 400 (bodies over client_max_size are aiohttp's 413).
+
+    Lax input is decided here, once for every JSON body (the README's compatibility section):
+    - `Content-Type` must be `application/json` (or `…+json`): text/plain, form or missing
+      types are refused, not guessed at;
+    - the text must be UTF-8; one leading UTF-8 byte order mark is ignored (RFC 8259 §8.1
+      allows it), UTF-16/32 texts (which json.loads would accept from bytes) are refused;
+    - a key given twice in one object is refused (which one wins differs between parsers).
+    """
+    if not is_json(request.content_type):
+        raise APIError(400, "The request body must be JSON sent with 'Content-Type: application/json'.",
+                       code="unsupported_content_type")
     raw = await request.read()
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
     if not raw.strip():
         raise APIError(400, "The request body is empty: a JSON object was expected.", code="invalid_json")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise APIError(400, f"The JSON body gives the key {exc.key!r} more than once.",
+                       code="duplicate_key") from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         raise APIError(400, _NOT_JSON, code="invalid_json") from None
     if not isinstance(body, dict):
