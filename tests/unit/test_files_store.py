@@ -207,3 +207,46 @@ async def test_rewrite_record_keeps_the_bytes(store: FileStore) -> None:
     assert await store.stat("tenant-a", stored.id) == fixed
     assert await store.record("tenant-a", stored.id) == fixed
     assert await read_all(store, "tenant-a", stored.id) == b"late purpose"
+
+
+async def test_temp_files_of_dead_writers_go_at_start_and_by_the_sweep_never_a_live_uploads(tmp_path) -> None:
+    """A gateway killed mid-upload left its temp file for 24 h; repeated crashes filled the volume."""
+    import asyncio
+
+    from kontainers.files.fsstore import TEMP_PREFIX
+    from kontainers.files.store import TenantFile
+
+    root = tmp_path / "files"
+    (root / "tenant-a").mkdir(parents=True)
+    dead_before = root / "tenant-a" / f"{TEMP_PREFIX}killed"
+    dead_before.write_bytes(b"x" * 1024)
+    old = time.time() - 3600
+    os.utime(dead_before, (old, old))
+    fresh = root / "tenant-a" / f"{TEMP_PREFIX}another-replica-writing"
+    fresh.write_bytes(b"y")
+    store = FilesystemStore(root, sweep_seconds=0.1, stale_temp_seconds=0.5)
+    await store.start()
+    try:
+        assert not dead_before.exists() and fresh.exists()  # at start: only stale ones
+
+        gate = asyncio.Event()
+
+        async def slow_chunks():
+            yield b"first"
+            await gate.wait()  # a client that pauses for longer than the stale time
+            yield b"second"
+
+        record = TenantFile(id=new_file_id(), tenant="tenant-a", filename="slow.bin", purpose="assistants",
+                            created_at=int(time.time()))
+        upload = asyncio.create_task(store.put(record, slow_chunks(), max_bytes=1024))
+        await asyncio.sleep(1.5)  # many sweeps, three stale periods
+        live = [p for p in (root / "tenant-a").iterdir() if p.name.startswith(TEMP_PREFIX)]
+        assert len(live) == 1  # the live upload's temp file survived; the other writer's went
+        assert not fresh.exists()
+        gate.set()
+        stored = await upload
+        assert stored.bytes == len(b"firstsecond")
+        assert b"".join([c async for c in store.read("tenant-a", record.id)]) == b"firstsecond"
+        assert [p for p in (root / "tenant-a").iterdir() if p.name.startswith(TEMP_PREFIX)] == []
+    finally:
+        await store.close()

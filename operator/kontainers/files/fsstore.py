@@ -2,14 +2,21 @@
 
 An upload streams into a hidden temp file in the same directory, is fsynced and renamed; the
 record is written the same way afterwards and is what makes the file exist, so a crash at any
-point leaves no visible half file (only hidden temp files, removed at start once stale).
+point leaves no visible half file, only a hidden temp file.
+
+Temp files of dead writers (a gateway killed mid-upload) are removed at start and by a sweep
+every `sweep_seconds`; a live upload's never is. Replicas may share the volume, so "live" cannot
+be a local list: every writer touches its temp files (mtime) at each sweep, and a temp file
+untouched for `stale_temp_seconds` — several sweeps — has no writer left.
 Blocking file calls run in a worker thread so the event loop keeps serving other requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import secrets
 import time
@@ -28,16 +35,24 @@ from kontainers.files.store import (
     with_bytes,
 )
 
+log = logging.getLogger(__name__)
+
 TEMP_PREFIX = ".tmp-"
 RECORD_SUFFIX = ".json"
 WRITE_BLOCK = 1024 * 1024  # one thread hop per MiB, not per network chunk
-STALE_TEMP_SECONDS = 24 * 3600  # other replicas may share the volume: only old temp files are ours to drop
+SWEEP_SECONDS = 60.0  # how often live temp files are touched and dead ones removed
+STALE_TEMP_SECONDS = 300.0  # untouched this long (5 sweeps): its writer is gone
 
 
 class FilesystemStore(TenantFileStore):
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, *, sweep_seconds: float = SWEEP_SECONDS,
+                 stale_temp_seconds: float = STALE_TEMP_SECONDS) -> None:
         super().__init__()
         self.root = Path(root)
+        self.sweep_seconds = sweep_seconds
+        self.stale_temp_seconds = stale_temp_seconds
+        self._live_temps: set[Path] = set()  # temp files this process is writing
+        self._sweeper: asyncio.Task | None = None
 
     def _dir(self, tenant: str) -> Path:
         return self.root / check_tenant(tenant)
@@ -49,17 +64,50 @@ class FilesystemStore(TenantFileStore):
         return directory / file_id, directory / (file_id + RECORD_SUFFIX)
 
     async def start(self) -> None:
-        await asyncio.to_thread(self._start)
+        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        await self.sweep()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="file store temp sweep")
 
-    def _start(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        cutoff = time.time() - STALE_TEMP_SECONDS
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_seconds)
+            try:
+                await self.sweep()
+            except Exception:  # a full or flaky volume must not stop the next sweeps
+                log.exception("sweeping the file store's temp files failed")
+
+    async def sweep(self) -> int:
+        """Touch this process's temp files, remove stale ones (any writer's); how many went."""
+        return await asyncio.to_thread(self._sweep, set(self._live_temps))
+
+    def _sweep(self, live: set[Path]) -> int:
+        for path in live:
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(path)
+        cutoff = time.time() - self.stale_temp_seconds
+        removed = 0
         for tenant_dir in self.root.iterdir():
-            if not tenant_dir.is_dir():
+            if not tenant_dir.is_dir() or tenant_dir.is_symlink():
                 continue
             for entry in tenant_dir.iterdir():
-                if entry.name.startswith(TEMP_PREFIX) and entry.stat().st_mtime < cutoff:
-                    entry.unlink(missing_ok=True)
+                if not entry.name.startswith(TEMP_PREFIX) or entry in live:
+                    continue
+                try:
+                    if entry.lstat().st_mtime < cutoff:
+                        entry.unlink()
+                        removed += 1
+                except FileNotFoundError:  # renamed into place or removed meanwhile
+                    pass
+        if removed:
+            log.info("removed %d temp file(s) left by dead writers", removed)
+        return removed
 
     async def put(self, record: TenantFile, chunks: AsyncIterable[bytes], *, max_bytes: int) -> TenantFile:
         data_path, record_path = self._paths(record.tenant, record.id)
@@ -67,6 +115,7 @@ class FilesystemStore(TenantFileStore):
         await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
         temp = directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
         handle = await asyncio.to_thread(open, temp, "xb")
+        self._live_temps.add(temp)
         size = 0
         try:
             try:
@@ -85,6 +134,8 @@ class FilesystemStore(TenantFileStore):
             if not record_path.exists():
                 await asyncio.to_thread(_unlink_quietly, data_path)
             raise
+        finally:
+            self._live_temps.discard(temp)
 
     async def stat(self, tenant: str, file_id: str) -> TenantFile:
         _, record_path = self._paths(tenant, file_id)
