@@ -454,3 +454,35 @@ async def test_a_skill_bundle_is_spooled_to_disk_not_held_in_memory(client, root
     skills = root.parent / "skills"
     assert (skills / "big" / "data.bin").stat().st_size == 20 * 1024 * 1024
     assert sorted(p.name for p in skills.iterdir()) == ["big"]  # no spool file left behind
+
+
+async def test_temp_files_no_upload_is_writing_are_swept_but_a_live_uploads_is_kept(tmp_path) -> None:
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from kontainers.sidecar.app import SidecarConfig, create_app
+
+    root = tmp_path / "data"
+    root.mkdir()
+    app = create_app(SidecarConfig(root=root, token="t", max_upload_bytes=1024 * 1024, temp_sweep_seconds=0.05))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        tmp = root / ".kontainers" / "tmp"
+        leftover = tmp / "0123.part"
+        leftover.write_bytes(b"x" * 100)  # an upload whose cleanup failed
+        gate = asyncio.Event()
+
+        async def body():
+            yield b"live-"
+            await gate.wait()
+            yield b"upload"
+
+        upload = asyncio.create_task(client.put("/files", params={"name": "slow.txt"}, data=body(),
+                                                headers={"Authorization": "Bearer t"}))
+        await asyncio.sleep(0.5)  # many sweeps
+        assert not leftover.exists()
+        assert len(list(tmp.iterdir())) == 1  # the live upload's temp file
+        gate.set()
+        reply = await upload
+        assert reply.status == 201, await reply.text()
+        assert (root / "slow.txt").read_bytes() == b"live-upload" and list(tmp.iterdir()) == []

@@ -15,6 +15,7 @@ gateway can pass them through unchanged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import os
@@ -54,6 +55,7 @@ class SidecarConfig:
     display_prefix: str = "/mnt/data"
     skills_root: Path | None = None  # None: PUT /skills is refused
     skills_display_prefix: str = "/mnt/skills"
+    temp_sweep_seconds: float = 60.0  # how often temp files no upload is writing are removed
 
 
 CONFIG = web.AppKey("config", SidecarConfig)
@@ -225,5 +227,18 @@ def create_app(config: SidecarConfig) -> web.Application:
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = await SandboxFileStore.open(app[CONFIG].root)
     app[STORE] = store
+
+    async def sweep_forever() -> None:  # leftovers of uploads whose cleanup failed, every minute
+        while True:
+            await asyncio.sleep(app[CONFIG].temp_sweep_seconds)
+            try:
+                await store.sweep_temp()
+            except Exception:
+                log.exception("sweeping the upload temp files failed")
+
+    sweeper = asyncio.create_task(sweep_forever(), name="temp sweep")
     yield
+    sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweeper
     store.close()

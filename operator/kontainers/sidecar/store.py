@@ -88,6 +88,7 @@ class SandboxFileStore:
         self._removed: OrderedDict[str, tuple[int, str]] = OrderedDict()
         self._commit = asyncio.Lock()  # one writer of records and names at a time
         self._scan: asyncio.Task[None] | None = None
+        self._live_tmp: set[str] = set()  # temp files of uploads in flight (this is their only writer)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -117,6 +118,27 @@ class SandboxFileStore:
                 pass
         for record in self._load_records():
             self._index(record)
+
+    async def sweep_temp(self) -> int:
+        """Remove temp files no upload in flight is writing (the start sweeps them all); how many.
+
+        This process is the only writer of its tmp directory, so any entry not in the live set
+        is a leftover (an upload whose cleanup failed): removed, never a live upload's.
+        """
+        live = set(self._live_tmp)
+        return await asyncio.to_thread(self._sweep_temp_sync, live)
+
+    def _sweep_temp_sync(self, live: set[str]) -> int:
+        removed = 0
+        for name in os.listdir(self._tmp_fd):
+            if name in live or name in self._live_tmp:  # also one that started meanwhile
+                continue
+            try:
+                os.unlink(name, dir_fd=self._tmp_fd)
+                removed += 1
+            except OSError:
+                pass
+        return removed
 
     def close(self) -> None:
         for fd in (self._tmp_fd, self._records_fd, self._root_fd):
@@ -317,6 +339,7 @@ class SandboxFileStore:
         """
         parts = paths.upload_parts(name)
         tmp_name = f"{secrets.token_hex(16)}.part"
+        self._live_tmp.add(tmp_name)  # before it exists: a sweep never sees it unclaimed
         fd = await asyncio.to_thread(
             os.open, tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=self._tmp_fd
         )
@@ -347,6 +370,7 @@ class SandboxFileStore:
                 os.close(fd)
             if not committed:
                 await asyncio.to_thread(self._unlink_quietly, tmp_name, self._tmp_fd)
+            self._live_tmp.discard(tmp_name)
 
     def _commit_upload(self, tmp_name: str, record: StoredFile) -> None:
         # The record goes first: a crash before the rename leaves a record without a file (dropped
