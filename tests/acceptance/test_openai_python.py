@@ -271,3 +271,35 @@ def test_expired_container(gateway: Gateway, expiring: tuple[Tenant, str]) -> No
         assert expired.value.status_code == 400
         assert expired.value.body["message"] == "Container is expired."
         assert expired.value.type == "invalid_request_error"
+
+
+def test_no_api_key_reaches_the_gateway_log_whatever_the_request(gateway: Gateway, tenant: Tenant) -> None:
+    """A control character after the key, a header or request line over 8 KB: aiohttp used to log
+    the raw header line (the whole key) at ERROR in the gateway's log."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(gateway.url)
+    key = tenant.api_key
+    head = b"GET /v1/containers HTTP/1.1\r\nHost: gateway\r\n"
+    auth = f"Authorization: Bearer {key}".encode()
+    requests = [head + auth + b"\x01\r\n\r\n", head + auth + b"A" * 9000 + b"\r\n\r\n",
+                f"GET /v1/containers?k={key}&p=".encode() + b"x" * 9000 + b" HTTP/1.1\r\n\r\n",
+                head + auth + b"\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(200)) + b"\r\n"]
+    for request in requests:
+        with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+            sock.sendall(request)
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        head_, _, body = reply.partition(b"\r\n\r\n")
+        assert b" 400 " in head_.split(b"\r\n")[0] and b"application/json" in head_
+        assert "error" in json.loads(body) and key.encode() not in body
+    # the server still answers the key, and the log has seen these requests
+    assert len(tenant.client.containers.list().data) == 0
+    deadline = time.monotonic() + 5
+    while "refused a malformed HTTP request" not in gateway.process.log.read_text():
+        assert time.monotonic() < deadline, gateway.tail()
+        time.sleep(0.1)
+    text = gateway.process.log.read_text()
+    assert key not in text and key[8:24] not in text
