@@ -50,7 +50,12 @@ def sh(cluster, namespace: str, pod: str, script: str, container: str = "sandbox
 
 def running_container(tenant: Tenant, cluster, **params) -> tuple[str, dict]:
     container = tenant.client.containers.create(name=params.pop("name", "real"), **params)
-    assert container.status == "running"
+    # The create's wait is bounded: the first sandbox of a fresh node (image layers unpacked) can
+    # outlast it and answer `pending`; it must then become `running` on its own.
+    if container.status != "running":
+        assert container.status == "pending", container.status
+        wait_for(lambda: tenant.client.containers.retrieve(container.id).status == "running", 120,
+                 f"{container.id} to be running")
     pod = pod_of(cluster, tenant.namespace, container.id)
     assert pod["spec"]["nodeName"] == "kontainers-node" or not cluster.is_local
     assert pod["status"]["phase"] == "Running"

@@ -80,7 +80,7 @@ else
   while [ $n -lt 10 ]; do
     k=
     for f in /proc/[0-9]*/stat; do
-      read -r l <"$f" 2>/dev/null || continue
+      { read -r l <"$f"; } 2>/dev/null || continue  # braces: the redirect's own error is silenced too
       q=${f#/proc/}; q=${q%/stat}; l=${l##*") "}; set -- $l
       [ "$3" = "$g" ] && [ "$q" != "$$" ] && k="$k $q"
     done

@@ -128,7 +128,7 @@ async def create_upload(request: web.Request) -> web.Response:
                           param="bytes", code="invalid_value")
     now = int(time.time())
     record = UploadRecord(
-        id=new_upload_id(), tenant=request[TENANT].namespace, filename=clean_filename(params.filename),
+        id=new_upload_id(), tenant=request[TENANT].namespace, filename=clean_filename(params.filename, param="filename"),
         purpose=params.purpose, mime_type=params.mime_type, bytes=params.bytes, created_at=now,
         expires_at=now + settings.upload_expiry_seconds,
         file_expires_after=params.expires_after.seconds if params.expires_after else None,
