@@ -122,17 +122,17 @@ class FilesystemStore(TenantFileStore):
                 async for block in coalesced(limited(chunks, max_bytes), WRITE_BLOCK):
                     await asyncio.to_thread(handle.write, block)
                     size += len(block)
-                await asyncio.to_thread(_flush_and_sync, handle)
+                await asyncio.to_thread(flush_and_sync, handle)
             finally:
                 await asyncio.to_thread(handle.close)
             await asyncio.to_thread(os.replace, temp, data_path)
             stored = with_bytes(record, size)
-            await asyncio.to_thread(_write_atomically, record_path, json.dumps(stored.to_json()).encode())
+            await asyncio.to_thread(write_atomically, record_path, json.dumps(stored.to_json()).encode())
             return stored
         except BaseException:
-            await asyncio.to_thread(_unlink_quietly, temp)
+            await asyncio.to_thread(unlink_quietly, temp)
             if not record_path.exists():
-                await asyncio.to_thread(_unlink_quietly, data_path)
+                await asyncio.to_thread(unlink_quietly, data_path)
             raise
         finally:
             self._live_temps.discard(temp)
@@ -163,14 +163,14 @@ class FilesystemStore(TenantFileStore):
         data_path, record_path = self._paths(tenant, file_id)
         self._forget(tenant, file_id)
         # The record goes first: it is what makes the file exist.
-        existed = await asyncio.to_thread(_unlink_quietly, record_path)
-        await asyncio.to_thread(_unlink_quietly, data_path)
+        existed = await asyncio.to_thread(unlink_quietly, record_path)
+        await asyncio.to_thread(unlink_quietly, data_path)
         return existed
 
     async def rewrite_record(self, record: TenantFile) -> None:
         _, record_path = self._paths(record.tenant, record.id)
         self._forget(record.tenant, record.id)
-        await asyncio.to_thread(_write_atomically, record_path, json.dumps(record.to_json()).encode())
+        await asyncio.to_thread(write_atomically, record_path, json.dumps(record.to_json()).encode())
 
     async def ids(self, tenant: str) -> list[str]:
         return await asyncio.to_thread(self._ids, tenant)
@@ -187,24 +187,24 @@ class FilesystemStore(TenantFileStore):
         )
 
 
-def _flush_and_sync(handle) -> None:  # type: ignore[no-untyped-def]
+def flush_and_sync(handle) -> None:  # type: ignore[no-untyped-def]
     handle.flush()
     os.fsync(handle.fileno())
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     temp = path.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
     try:
         with open(temp, "xb") as handle:
             handle.write(data)
-            _flush_and_sync(handle)
+            flush_and_sync(handle)
         os.replace(temp, path)
     except BaseException:
-        _unlink_quietly(temp)
+        unlink_quietly(temp)
         raise
 
 
-def _unlink_quietly(path: Path) -> bool:
+def unlink_quietly(path: Path) -> bool:
     try:
         path.unlink()
         return True

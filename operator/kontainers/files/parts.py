@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kontainers.files.fsstore import TEMP_PREFIX, flush_and_sync, unlink_quietly, write_atomically
 from kontainers.files.store import READ_CHUNK, TenantFileTooLarge, check_tenant, coalesced, limited
 
 if TYPE_CHECKING:
@@ -46,7 +47,6 @@ UPLOAD_PREFIX = "upload_"
 PART_PREFIX = "part_"
 UPLOADS_DIR = ".uploads"
 RECORD_NAME = "upload.json"
-TEMP_PREFIX = ".tmp-"
 WRITE_BLOCK = 1024 * 1024
 RECORD_RETENTION_SECONDS = 3600  # finished Upload records outlive their expires_at by this much
 _UPLOAD_RE = re.compile(r"^upload_([0-9a-f]{13})[0-9a-f]{16}$")
@@ -265,7 +265,8 @@ class FilesystemUploadStore(UploadStore):
 
     async def save(self, record: UploadRecord) -> None:
         directory = self._dir(record.tenant, record.id)
-        await asyncio.to_thread(_write_atomically, directory, RECORD_NAME, json.dumps(record.to_json()).encode())
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(write_atomically, directory / RECORD_NAME, json.dumps(record.to_json()).encode())
 
     async def get(self, tenant: str, upload_id: str) -> UploadRecord:
         path = self._dir(tenant, upload_id) / RECORD_NAME
@@ -290,12 +291,12 @@ class FilesystemUploadStore(UploadStore):
                 async for block in coalesced(limited(chunks, max_bytes), WRITE_BLOCK):
                     await asyncio.to_thread(handle.write, block)
                     size += len(block)
-                await asyncio.to_thread(_flush_and_sync, handle)
+                await asyncio.to_thread(flush_and_sync, handle)
             finally:
                 await asyncio.to_thread(handle.close)
             await asyncio.to_thread(os.replace, temp, directory / part_id)
         except BaseException:
-            await asyncio.to_thread(_unlink_quietly, temp)
+            await asyncio.to_thread(unlink_quietly, temp)
             raise
         return StoredPart(part_id, upload_id, size, int(time.time()))
 
@@ -330,7 +331,7 @@ class FilesystemUploadStore(UploadStore):
         names = list(part_ids) if part_ids is not None else list(await self.parts(tenant, upload_id))
         removed = 0
         for name in names:
-            if is_part_id(name) and await asyncio.to_thread(_unlink_quietly, directory / name):
+            if is_part_id(name) and await asyncio.to_thread(unlink_quietly, directory / name):
                 removed += 1
         return removed
 
@@ -523,32 +524,6 @@ class S3UploadStore(UploadStore):
 
 def _code(exc: Exception) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-
-
-def _flush_and_sync(handle) -> None:  # type: ignore[no-untyped-def]
-    handle.flush()
-    os.fsync(handle.fileno())
-
-
-def _write_atomically(directory: Path, name: str, data: bytes) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    temp = directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
-    try:
-        with open(temp, "xb") as handle:
-            handle.write(data)
-            _flush_and_sync(handle)
-        os.replace(temp, directory / name)
-    except BaseException:
-        _unlink_quietly(temp)
-        raise
-
-
-def _unlink_quietly(path: Path) -> bool:
-    try:
-        path.unlink()
-        return True
-    except FileNotFoundError:
-        return False
 
 
 __all__ = [
