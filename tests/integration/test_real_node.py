@@ -285,3 +285,42 @@ def test_node_runs_no_leftovers_of_deleted_sandboxes(cluster, make_namespace_mod
     assert cgroups, "the pod's cgroup exists while it runs"
     cluster.kubectl("-n", namespace, "delete", "container", "ephemeral", "--wait=true", "--timeout=60s")
     wait_for(lambda: not any(c.exists() for c in cgroups), 60, "the pod's cgroup to go")
+
+
+def test_an_upgrade_keeps_running_sandboxes_and_their_files(cluster, tenant: Tenant, stack: Stack) -> None:
+    """New images in the operator's settings (an upgrade) apply to new pods; running sandboxes keep
+    their pod, so /mnt/data (an emptyDir) and every file in it survive byte-identical."""
+    kept = {}
+    for size in ("1g", "4g"):
+        container_id, pod = running_container(tenant, cluster, name=f"upgrade-{size}", memory_limit=size)
+        note = f"kept in the {size} sandbox\n".encode()
+        uploaded = tenant.client.containers.files.create(container_id, file=("notes.txt", note))
+        written = sh(cluster, tenant.namespace, pod["metadata"]["name"],
+                     "head -c 2000000 /dev/urandom > /mnt/data/made.bin && sha256sum /mnt/data/*").stdout
+        kept[container_id] = (pod["metadata"]["uid"], uploaded.id, note, written)
+    original = dict(stack.operator.env)
+    stack.operator.env.update({"KONTAINERS_OPERATOR_SIDECAR_IMAGE": stack.images.kontainers.name + "-next",
+                               "KONTAINERS_OPERATOR_SANDBOX_IMAGE": stack.images.sandbox.name + "-next"})
+    try:
+        stack.operator.restart("--egress-namespace", stack.egress.namespace)
+        # A container made now gets the new template (its images cannot be pulled: no matter here).
+        fresh = tenant.client.containers.create(name="after-upgrade")
+        wait_for(lambda: cluster.kubectl("-n", tenant.namespace, "get", "pods", "-l",
+                                         f"{names.LABEL_CONTAINER_ID}={fresh.id}", "-o", "name").stdout.strip(),
+                 60, "the new container's pod", stack.operator.tail)
+        images_of_fresh = {c["name"]: c["image"] for c in pod_of(cluster, tenant.namespace, fresh.id)["spec"]["containers"]}
+        assert images_of_fresh == {"sandbox": stack.images.sandbox.name + "-next",
+                                   "files": stack.images.kontainers.name + "-next"}
+        time.sleep(5)  # the restarted operator has resumed every Container by now
+        for container_id, (pod_uid, upload_id, note, written) in kept.items():
+            pod = pod_of(cluster, tenant.namespace, container_id)
+            assert pod["metadata"]["uid"] == pod_uid and pod["status"]["phase"] == "Running"
+            assert tenant.client.containers.retrieve(container_id).status == "running"
+            assert sh(cluster, tenant.namespace, pod["metadata"]["name"], "sha256sum /mnt/data/*").stdout == written
+            content = tenant.client.containers.files.content.retrieve(upload_id, container_id=container_id).read()
+            assert content == note
+        tenant.client.containers.delete(fresh.id)
+    finally:
+        stack.operator.env.clear()
+        stack.operator.env.update(original)
+        stack.operator.restart("--egress-namespace", stack.egress.namespace)

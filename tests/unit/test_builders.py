@@ -8,7 +8,8 @@ from kontainers.resources import names
 from kontainers.resources.model import ContainerSpec
 from kontainers.resources.network_policy import build_network_policy, same_policy_spec
 from kontainers.resources.owner import ContainerRef, owned_by
-from kontainers.resources.pod import ANNOTATION_SPEC_HASH, SandboxExtras, build_pod
+from kontainers.resources.pod import ANNOTATION_INPUTS_HASH, ANNOTATION_SPEC_HASH, SandboxExtras, build_pod, \
+    needs_replacement
 from kontainers.resources.secret import build_sidecar_secret, new_token
 from kontainers.settings import OperatorSettings
 
@@ -199,3 +200,23 @@ def test_sandbox_pods_go_where_the_settings_place_them():
     assert placed["spec"]["tolerations"] == [toleration]
     assert placed["metadata"]["annotations"][ANNOTATION_SPEC_HASH] != \
         build_pod(ref(), OperatorSettings())["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
+
+
+def test_an_upgraded_template_keeps_running_pods_and_a_changed_container_replaces_them():
+    running = build_pod(ref(), OperatorSettings())
+    upgraded = OperatorSettings(sidecar_image="kontainers:next", sandbox_image="sandbox:next",
+                                cpu_requests={"1g": "1"}, sidecar_requests={"cpu": "20m"})
+    new_template = build_pod(ref(), upgraded)
+    assert new_template["metadata"]["annotations"][ANNOTATION_SPEC_HASH] != \
+        running["metadata"]["annotations"][ANNOTATION_SPEC_HASH]  # a new pod gets the new template
+    assert not needs_replacement(running, new_template)  # the running one keeps its files
+    assert needs_replacement(running, build_pod(ref(memory_limit="4g"), upgraded))
+    proxy = SandboxExtras(env=[{"name": "HTTPS_PROXY", "value": "http://10.0.0.1:3128"}])
+    assert needs_replacement(running, build_pod(ref(), OperatorSettings(), [proxy]))
+
+
+def test_a_pod_from_before_the_inputs_digest_is_kept_unless_its_size_changed():
+    older = build_pod(ref(), OperatorSettings())
+    del older["metadata"]["annotations"][ANNOTATION_INPUTS_HASH]
+    assert not needs_replacement(older, build_pod(ref(), OperatorSettings(sidecar_image="kontainers:next")))
+    assert needs_replacement(older, build_pod(ref(memory_limit="4g"), OperatorSettings()))

@@ -18,7 +18,7 @@ import kopf
 
 from ..resources.network_policy import build_network_policy, same_policy_spec
 from ..resources.owner import ContainerRef, owned_by, owner_reference
-from ..resources.pod import ANNOTATION_SPEC_HASH, build_pod
+from ..resources.pod import build_pod, needs_replacement
 from ..resources.secret import build_sidecar_secret, new_token
 from ..settings import OperatorSettings
 from .hooks import sandbox_extras
@@ -80,15 +80,15 @@ async def desired_pod(kube: Kube, ref: ContainerRef, settings: OperatorSettings)
 
 
 async def ensure_pod(kube: Kube, ref: ContainerRef, settings: OperatorSettings) -> tuple[Body, bool]:
-    """(the pod, whether it was created now). A pod built from an outdated spec is deleted; its
-    DELETED event brings the replacement."""
+    """(the pod, whether it was created now). A pod that no longer matches what its Container asks
+    for is deleted (its DELETED event brings the replacement); one built from an older template
+    of the operator's is kept with its files (resources.pod.needs_replacement)."""
     desired = await desired_pod(kube, ref, settings)
     pod, created = await _create_or_adopt(kube, ref, desired)
     await _policy_outlives(kube, ref, pod)
     if not created and not pod["metadata"].get("deletionTimestamp"):
-        wanted = desired["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
-        if (pod["metadata"].get("annotations") or {}).get(ANNOTATION_SPEC_HASH) != wanted:
-            logger.info("replacing pod %s/%s: its spec is outdated", ref.namespace, ref.pod_name)
+        if needs_replacement(pod, desired):
+            logger.info("replacing pod %s/%s: its Container asks for another pod", ref.namespace, ref.pod_name)
             await kube.delete("Pod", ref.namespace, ref.pod_name, uid=pod["metadata"]["uid"])
     return pod, created
 

@@ -31,7 +31,12 @@ DATA_PATH = "/mnt/data"
 SKILLS_VOLUME = "skills"
 SKILLS_PATH = "/mnt/skills"  # the sidecar's default skills root (SidecarSettings.skills_root)
 SKILLS_SIZE_LIMIT = "1Gi"  # room for several bundles of up to 250 MiB inflated each
+# The whole template a pod was built from (which operator settings and version made it), and the
+# part of it its Container asks for. Only the second replaces a running pod: /mnt/data is an
+# emptyDir, so a replacement loses the container's files, and an upgrade (new images, probes,
+# requests) must not. New settings apply to new pods.
 ANNOTATION_SPEC_HASH = f"{names.GROUP}/pod-spec-hash"
+ANNOTATION_INPUTS_HASH = f"{names.GROUP}/pod-inputs-hash"
 
 
 @dataclass
@@ -111,9 +116,35 @@ def _sidecar_container(ref: ContainerRef, settings: OperatorSettings) -> dict[st
     }
 
 
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def pod_spec_hash(spec: dict[str, Any]) -> str:
-    """A digest of the desired pod spec: a pod built from an older spec gets replaced."""
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    """A digest of the whole pod spec: tells which template a pod was built from."""
+    return _digest(spec)
+
+
+def pod_inputs_hash(ref: ContainerRef, extras: Iterable[SandboxExtras]) -> str:
+    """A digest of what the Container asks of its pod: its size, and what its features add to
+    the sandbox (e.g. the egress proxy's address for `allowlist`). A pod whose digest differs
+    cannot serve the Container as it is now and is replaced; anything else is kept."""
+    return _digest({"memory_limit": ref.spec.memory_limit,
+                    "extras": [[x.env, x.volumes, x.volume_mounts] for x in extras]})
+
+
+def needs_replacement(pod: dict[str, Any], desired: dict[str, Any]) -> bool:
+    """Whether a running `pod` must give way to `desired`. A pod built before the inputs digest
+    existed is compared by its memory limit, the one input those pods can be asked to change."""
+    have = (pod["metadata"].get("annotations") or {}).get(ANNOTATION_INPUTS_HASH)
+    if have is None:
+        return _memory_limit(pod) != _memory_limit(desired)
+    return have != desired["metadata"]["annotations"][ANNOTATION_INPUTS_HASH]
+
+
+def _memory_limit(pod: dict[str, Any]) -> str | None:
+    runtime = next((c for c in pod["spec"]["containers"] if c["name"] == RUNTIME_CONTAINER), {})
+    return ((runtime.get("resources") or {}).get("limits") or {}).get("memory")
 
 
 def build_pod(ref: ContainerRef, settings: OperatorSettings, extras: Iterable[SandboxExtras] = ()) -> dict[str, Any]:
@@ -150,6 +181,7 @@ def build_pod(ref: ContainerRef, settings: OperatorSettings, extras: Iterable[Sa
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": ref.metadata(
-            ref.pod_name, component="sandbox", annotations={ANNOTATION_SPEC_HASH: pod_spec_hash(spec)}),
+            ref.pod_name, component="sandbox",
+            annotations={ANNOTATION_SPEC_HASH: pod_spec_hash(spec), ANNOTATION_INPUTS_HASH: pod_inputs_hash(ref, extras)}),
         "spec": spec,
     }
