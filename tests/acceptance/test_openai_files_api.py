@@ -129,9 +129,44 @@ def test_inline_skills_are_unpacked_read_only(gateway: Gateway, tenant: Tenant, 
     with pytest.raises(openai.BadRequestError) as caught:
         tenant.client.containers.create(name="bad skill", skills=[bad])
     assert caught.value.body["param"] == "skills[0].source.data"
-    with pytest.raises(openai.BadRequestError) as caught:
-        tenant.client.containers.create(name="ref", skills=[{"type": "skill_reference", "skill_id": "skill_x"}])
-    assert "skill_x" in caught.value.message
+
+
+def skill_zip(folder: str, text: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(f"{folder}/SKILL.md", b"---\nname: %s\ndescription: v\n---\n" % folder.encode() + text)
+    return buffer.getvalue()
+
+
+def test_skill_references_unpack_the_version_they_name(gateway: Gateway, tenant: Tenant,
+                                                       node_agent: NodeAgent) -> None:
+    client = tenant.client
+    skill = client.skills.create(files=[("report.zip", skill_zip("report", b"one\n"), "application/zip")])
+    second = client.skills.versions.create(skill.id, files=[("report/SKILL.md", b"---\nname: report\n---\ntwo\n")],
+                                           default=True)
+    assert (client.skills.retrieve(skill.id).default_version, second.version) == ("2", "2")
+
+    pinned = client.containers.create(name="v1", skills=[{"type": "skill_reference", "skill_id": skill.id,
+                                                          "version": "1"}])
+    default = client.containers.create(name="default", skills=[{"type": "skill_reference", "skill_id": skill.id}])
+    assert (pinned.status, default.status) == ("running", "running")
+
+    def skill_md(container_id: str) -> bytes:
+        resource = container_resource(gateway, tenant, container_id)
+        pod_dir = Path(node_agent.state_dir) / "pods" / tenant.namespace / resource["status"]["podName"]
+        return (pod_dir / "skills" / "report" / "SKILL.md").read_bytes()
+
+    assert skill_md(pinned.id).endswith(b"one\n") and skill_md(default.id).endswith(b"two\n")
+    client.skills.delete(skill.id)  # a skill in use can go: its containers keep their copies
+    assert skill_md(pinned.id).endswith(b"one\n")
+
+    count = len(list(client.containers.list()))
+    for reference, param in [({"skill_id": skill.id}, "skills[0].skill_id"),
+                             ({"skill_id": "skill_0123456789abcdef0123456789a"}, "skills[0].skill_id")]:
+        with pytest.raises(openai.NotFoundError) as caught:
+            client.containers.create(name="ref", skills=[{"type": "skill_reference", **reference}])
+        assert caught.value.body["param"] == param
+    assert len(list(client.containers.list())) == count  # nothing created
 
 
 def test_a_recreated_pod_gets_its_file_ids_again(gateway: Gateway, tenant: Tenant) -> None:

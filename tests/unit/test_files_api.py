@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from fixtures.gateway_fake import FakeCluster, gateway_test_settings
-from fixtures.s3 import LocalS3Server
+from fixtures.s3 import files_settings_for
 from kontainers.gateway.app import create_app
 from kontainers.settings import FilesSettings
 
@@ -24,20 +24,11 @@ KEY_A, KEY_B = "sk-files-a", "sk-files-b"
 LIMIT = 6 * 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def s3_server(tmp_path_factory: pytest.TempPathFactory):
-    with LocalS3Server(tmp_path_factory.mktemp("s3")) as server:
-        yield server
-
-
 @pytest.fixture(params=["filesystem", "s3"])
 def files_settings(request: pytest.FixtureRequest, tmp_path: Path) -> FilesSettings:
     if request.param == "filesystem":
-        return FilesSettings(root=tmp_path / "files", max_upload_bytes=LIMIT, max_list_limit=10_000)
-    server: LocalS3Server = request.getfixturevalue("s3_server")
-    return FilesSettings(backend="s3", s3_endpoint_url=server.endpoint_url, s3_bucket=f"t{os.urandom(4).hex()}",
-                         s3_access_key_id=server.access_key, s3_secret_access_key=server.secret_key,
-                         s3_create_bucket=True, s3_part_bytes=5 * 1024 * 1024, max_upload_bytes=LIMIT)
+        return files_settings_for(request, "filesystem", tmp_path, max_upload_bytes=LIMIT, max_list_limit=10_000)
+    return files_settings_for(request, "s3", tmp_path, s3_part_bytes=5 * 1024 * 1024, max_upload_bytes=LIMIT)
 
 
 @pytest.fixture

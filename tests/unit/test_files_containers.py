@@ -27,9 +27,9 @@ TOKEN = "sidecar-token-for-tests"
 def skill_zip(folder: str = "hello", extra: dict[str, bytes] | None = None) -> str:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(f"{folder}/SKILL.md", b"---\nname: hello\n---\nSay hello.\n")
-        for name, data in (extra or {}).items():
-            archive.writestr(name, data)
+        # A fixed timestamp: two calls make the same bytes, even across a clock tick.
+        for name, data in {f"{folder}/SKILL.md": b"---\nname: hello\n---\nSay hello.\n", **(extra or {})}.items():
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), data)
     return base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -120,7 +120,6 @@ async def test_inline_skills_are_checked_kept_and_referenced(env) -> None:
     (inline(skill_zip(extra={"hello/../../evil.sh": b"x"})), "skills[0].source.data", "escapes"),
     (inline(skill_zip(extra={"other/SKILL.md": b"x"})), "skills[0].source.data", "top-level folder"),
     (inline(base64.b64encode(b"not a zip").decode()), "skills[0].source.data", "zip"),
-    ({"type": "skill_reference", "skill_id": "skill_123"}, "skills[0].skill_id", "skill_123"),
 ])
 async def test_bad_skills_are_400_and_nothing_is_written(env, skill: dict, param: str, needle: str) -> None:
     gateway, cluster, tmp_path = env

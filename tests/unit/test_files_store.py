@@ -27,12 +27,6 @@ from kontainers.files.store import TenantFileTooLarge as FileTooLarge
 MiB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> LocalS3Server:
-    with LocalS3Server(tmp_path_factory.mktemp("s3")) as server:
-        yield server
-
-
 @pytest.fixture(params=["filesystem", "s3"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FileStore]:
     if request.param == "filesystem":

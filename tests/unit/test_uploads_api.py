@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from fixtures.gateway_fake import FakeCluster, gateway_test_settings
-from fixtures.s3 import LocalS3Server
+from fixtures.s3 import files_settings_for
 from kontainers.files.parts import RECORD_RETENTION_SECONDS
 from kontainers.gateway.app import create_app
 from kontainers.gateway.uploads_api import UPLOAD_STORE
@@ -29,21 +29,12 @@ PART_LIMIT = 6 * MiB
 TOTAL_LIMIT = 40 * MiB
 
 
-@pytest.fixture(scope="module")
-def s3_server(tmp_path_factory: pytest.TempPathFactory):
-    with LocalS3Server(tmp_path_factory.mktemp("s3")) as server:
-        yield server
-
-
 @pytest.fixture(params=["filesystem", "s3"])
 def files_settings(request: pytest.FixtureRequest, tmp_path: Path) -> FilesSettings:
     limits = {"upload_part_max_bytes": PART_LIMIT, "upload_max_bytes": TOTAL_LIMIT, "upload_sweep_seconds": 3600}
-    if request.param == "filesystem":
-        return FilesSettings(root=tmp_path / "files", **limits)
-    server: LocalS3Server = request.getfixturevalue("s3_server")
-    return FilesSettings(backend="s3", s3_endpoint_url=server.endpoint_url, s3_bucket=f"u{os.urandom(4).hex()}",
-                         s3_access_key_id=server.access_key, s3_secret_access_key=server.secret_key,
-                         s3_create_bucket=True, s3_part_bytes=5 * MiB, **limits)
+    if request.param == "s3":
+        limits["s3_part_bytes"] = 5 * MiB
+    return files_settings_for(request, request.param, tmp_path, **limits)
 
 
 @pytest.fixture

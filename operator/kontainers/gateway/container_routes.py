@@ -9,6 +9,7 @@ from ..api.container_create import ContainerCreateParams
 from ..api.pagination import ListParams, UnknownCursor, paginate
 from .file_inputs import check_create_inputs
 from .files_api import FILE_STORE
+from .skills_api import SKILL_STORE
 from . import resource
 from .auth import TENANT
 from .bodies import read_json_object, retry_count
@@ -37,12 +38,14 @@ def check_domain_secrets_supported(params: ContainerCreateParams, egress_mode: s
                        param="network_policy.domain_secrets", code="unsupported_parameter")
 
 
-async def check_inputs(request: web.Request, params: ContainerCreateParams) -> None:
-    """`file_ids` must name the caller's files and inline skills be valid bundles (kept for delivery)
-    before anything is written; `skill_reference` is refused (no /v1/skills here)."""
-    if params.file_ids or params.skills:
-        await check_create_inputs(request.app[FILE_STORE], request[TENANT].namespace, params.file_ids,
-                                  params.skills)
+async def check_inputs(request: web.Request, params: ContainerCreateParams) -> list[dict] | None:
+    """`file_ids` must name the caller's files, inline skills be valid bundles (kept for delivery)
+    and skill references name versions of the caller's skills, before anything is written; the
+    Container's `spec.skills`."""
+    if not (params.file_ids or params.skills):
+        return None
+    return await check_create_inputs(request.app[FILE_STORE], request[TENANT].namespace, params.file_ids,
+                                     params.skills, skill_store=request.app.get(SKILL_STORE))
 
 
 def wire(request: web.Request, obj: dict) -> dict:
@@ -72,11 +75,12 @@ async def create_container(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     check_domain_secrets_supported(params, settings.egress_mode)
     check_domain_secret_size(params, settings.max_domain_secret_bytes)
-    await check_inputs(request, params)
+    skills = await check_inputs(request, params)
     obj = await request.app[CREATOR].create(
         request[TENANT], params,
         idempotency_key=request.headers.get("Idempotency-Key") or None,
         retry_count=retry_count(request),
+        skills=skills if params.skills else None,
     )
     return web.json_response(wire(request, obj))
 

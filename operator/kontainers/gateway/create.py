@@ -65,8 +65,11 @@ class ContainerCreator:
         self._in_flight: dict[tuple[str, str], asyncio.Future] = {}
 
     async def create(self, tenant: Tenant, params: ContainerCreateParams, *,
-                     idempotency_key: str | None = None, retry_count: int = 0) -> dict:
-        """The Container object to answer with (status running once the operator got there in time)."""
+                     idempotency_key: str | None = None, retry_count: int = 0,
+                     skills: list[dict] | None = None) -> dict:
+        """The Container object to answer with (status running once the operator got there in time).
+
+        `skills`: the checked `spec.skills` entries (skill references resolved to their versions)."""
         started = time.perf_counter()
         body_hash = request_hash(tenant, params)
         idem = idempotency_hash(tenant, idempotency_key) if idempotency_key else None
@@ -85,7 +88,7 @@ class ContainerCreator:
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._in_flight[(tenant.namespace, body_hash)] = future
         try:
-            obj = await self._write(tenant, params, idem, body_hash)
+            obj = await self._write(tenant, params, idem, body_hash, skills)
             future.set_result(obj)
         except BaseException as exc:
             future.set_exception(exc)
@@ -114,7 +117,8 @@ class ContainerCreator:
 
     # --- writing ---------------------------------------------------------------------------
 
-    async def _write(self, tenant: Tenant, params: ContainerCreateParams, idem: str | None, body_hash: str) -> dict:
+    async def _write(self, tenant: Tenant, params: ContainerCreateParams, idem: str | None, body_hash: str,
+                     skills: list[dict] | None = None) -> dict:
         namespace = tenant.namespace
         name = resource.resource_name(params.name, idem[:10] if idem else None)
         secret_name = names.domain_secrets_name(name)
@@ -123,7 +127,7 @@ class ContainerCreator:
                        names.ANNOTATION_CREATED_AT: resource.format_precise_time(datetime.now(timezone.utc))}
         if idem:
             annotations[names.ANNOTATION_IDEMPOTENCY] = idem
-        obj = resource.new_resource(namespace, name, resource.spec_from_params(params, secret_name), annotations)
+        obj = resource.new_resource(namespace, name, resource.spec_from_params(params, secret_name, skills), annotations)
 
         if secret_data:
             # Before the Container, so the operator never sees a reference to a missing Secret.

@@ -3,7 +3,7 @@
 Driven by the gateway's Container watch cache: a Container whose pod is up (status.podIP set) but
 whose `kontainers.dev/files-delivered` annotation does not name that pod IP gets its files
 streamed from the store into the sidecar (`PUT /files?name=`, source `user`) and its skill
-bundles unpacked (`PUT /skills`); then the annotation is set and the operator marks it running
+bundles unpacked (`PUT /skills`: inline skills' and resolved references' pinned bundles alike); then the annotation is set and the operator marks it running
 (kontainers.resources.delivery_gate). A same-named upload replaces the file, so delivering twice (a retry,
 two gateway replicas) is harmless. A sidecar that is not reachable yet is retried with backoff.
 """
@@ -20,7 +20,9 @@ from typing import Any
 
 from kontainers.resources import delivery_gate as gate
 from kontainers.gateway.file_inputs import copy_into_container
+from kontainers.files.skills import SkillNotFound, SkillStore
 from kontainers.files.store import FileNotFound, TenantFileStore
+from kontainers.gateway.skill_refs import pick_version
 from kontainers.gateway.cache import ContainerCache
 from kontainers.api.errors import APIError
 from kontainers.gateway.sidecar import SidecarClient
@@ -49,8 +51,10 @@ def delivery_names(filenames: list[tuple[str, str]]) -> dict[str, str]:
 
 class Delivery:
     def __init__(self, cache: ContainerCache, store: TenantFileStore, sidecars: SidecarClient, annotate: Annotate,
-                 *, first_retry: float = 0.25, max_retry: float = 5.0, idle_check: float = 30.0) -> None:
+                 *, skills: SkillStore | None = None, first_retry: float = 0.25, max_retry: float = 5.0,
+                 idle_check: float = 30.0) -> None:
         self.cache, self.store, self.sidecars, self.annotate = cache, store, sidecars, annotate
+        self.skills = skills  # the Skills API store, for references written without a bundle
         self.first_retry, self.max_retry, self.idle_check = first_retry, max_retry, idle_check
         self._active: dict[Key, asyncio.Task[None]] = {}
         # Delivered, annotation written, but the watch has not shown it yet: not due again.
@@ -135,15 +139,16 @@ class Delivery:
                 log.warning("file %s refused by the sidecar of %s/%s: %s", record.id, namespace, meta["name"],
                             exc.message)
         for skill in spec.get("skills") or []:
-            bundle_id = (skill.get("bundle") or {}).get("fileId")
-            if skill.get("type") != "inline" or not bundle_id:
+            bundle_id, expected = await self._bundle_of(namespace, skill)
+            if not bundle_id:
+                log.warning("skill %s of %s/%s has no bundle to deliver", skill.get("skillId") or skill.get("name"),
+                            namespace, meta["name"])
                 continue
             try:
                 digest = await _sha256(self.store.read(namespace, bundle_id))
             except FileNotFound:
                 log.warning("skill bundle %s of %s/%s is gone; not delivered", bundle_id, namespace, meta["name"])
                 continue
-            expected = (skill.get("bundle") or {}).get("sha256")
             if expected and digest != expected:
                 log.warning("skill bundle %s of %s/%s does not match its sha256; not delivered", bundle_id,
                             namespace, meta["name"])
@@ -158,6 +163,23 @@ class Delivery:
         await self.annotate(namespace, meta["name"], {names.ANNOTATION_FILES_DELIVERED: pod_ip})
         log.info("delivered %d files (%d bytes) and %d skills to %s/%s in %.2fs", len(records), sent,
                  len(spec.get("skills") or []), namespace, meta["name"], time.monotonic() - started)
+
+
+    async def _bundle_of(self, namespace: str, skill: Mapping[str, Any]) -> tuple[str | None, str | None]:
+        """(bundle file id, sha256) of a spec.skills entry: its own bundle (inline skills, and
+        references the gateway resolved at create), else the version a kubectl-made reference
+        names, looked up in the Skills API store now."""
+        bundle = skill.get("bundle") or {}
+        if bundle.get("fileId") or skill.get("type") != "skill_reference" or self.skills is None:
+            return bundle.get("fileId"), bundle.get("sha256")
+        try:
+            record = await self.skills.get(namespace, str(skill.get("skillId")))
+            version = pick_version(record, skill.get("version"))
+        except (SkillNotFound, APIError) as exc:
+            log.warning("skill_reference %s (version %s) in %s resolves to nothing: %s", skill.get("skillId"),
+                        skill.get("version") or "default", namespace, _why(exc) if isinstance(exc, APIError) else exc)
+            return None, None
+        return version.bundle_id, version.sha256
 
 
 async def _sha256(chunks: AsyncIterator[bytes]) -> str:

@@ -1,10 +1,12 @@
 """What a container create or a container-file create takes from the Files API.
 
 - `check_create_inputs`: before a Container is written, every `file_ids` entry must be a file of
-  the caller's tenant (else 404 naming it) and every inline skill a valid bundle (else 400 naming
-  `skills[i]`); valid bundles are kept in the store, content-addressed, for the delivery.
-- `skills_spec`: the Container's `spec.skills` for the create params (pure: the bundle id is
-  derived from the zip's digest, so it can be computed where the spec is built).
+  the caller's tenant (else 404 naming it), every inline skill a valid bundle (else 400 naming
+  `skills[i]`) and every `skill_reference` a version of one of the tenant's skills (else 404
+  naming `skills[i].skill_id` or `.version`); valid inline bundles are kept in the store,
+  content-addressed, for the delivery. It answers the Container's `spec.skills`.
+- `skills_spec`: the `spec.skills` entries of inline skills (pure: the bundle id is derived from
+  the zip's digest, so it can be computed where the spec is built).
 - `copy_into_container`: stream one stored file into a container through its sidecar.
 """
 
@@ -14,12 +16,16 @@ import base64
 import contextlib
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from kontainers.files.store import FileNotFound, TenantFile, TenantFileStore
 from kontainers.api.errors import bad_request, file_not_found
+from kontainers.gateway.skill_refs import reference_entry, resolve_reference
 from kontainers.skills.bundle import SkillBundleError, decode_inline, validate
+
+if TYPE_CHECKING:
+    from kontainers.files.skills import SkillStore
 
 MAX_FILE_IDS = 100  # the Container resource's limits (spec.fileIds, spec.skills)
 MAX_SKILLS = 64
@@ -30,11 +36,16 @@ SKILL_BUNDLE_PURPOSE = "skills"  # internal: never listed by /v1/files (ids do n
 def skill_bundle_id(zip_bytes: bytes) -> tuple[str, str]:
     """(store id, sha256 hex) of a bundle: the same zip is stored once per tenant."""
     digest = hashlib.sha256(zip_bytes).hexdigest()
-    return SKILL_BUNDLE_PREFIX + digest[:29], digest
+    return bundle_id_of(digest), digest
+
+
+def bundle_id_of(digest: str) -> str:
+    return SKILL_BUNDLE_PREFIX + digest[:29]
 
 
 def skills_spec(skills: Sequence[Any] | None) -> list[dict[str, Any]]:
-    """`spec.skills` of the Container for the create params' `skills` (inline ones only)."""
+    """`spec.skills` entries of the create params' inline skills (references need the skill store:
+    `check_create_inputs` resolves them)."""
     entries = []
     for skill in skills or []:
         if skill.type != "inline":
@@ -46,8 +57,14 @@ def skills_spec(skills: Sequence[Any] | None) -> list[dict[str, Any]]:
 
 
 async def check_create_inputs(store: TenantFileStore, tenant: str, file_ids: Iterable[str] | None,
-                              skills: Sequence[Any] | None) -> None:
-    """Refuse unknown file ids and bad skills before anything is written; store good bundles."""
+                              skills: Sequence[Any] | None, *,
+                              skill_store: "SkillStore | None" = None) -> list[dict[str, Any]]:
+    """Refuse unknown file ids and bad skills before anything is written; store good bundles.
+
+    Returns the Container's `spec.skills`, in the order given: inline skills by their kept
+    bundle, references by the bundle of the version they resolve to (pinned, so the container
+    keeps it whatever later happens to the skill).
+    """
     if len(file_ids or []) > MAX_FILE_IDS:
         raise bad_request(f"At most {MAX_FILE_IDS} file_ids may be given.", param="file_ids", code="too_many_items")
     if len(skills or []) > MAX_SKILLS:
@@ -56,30 +73,46 @@ async def check_create_inputs(store: TenantFileStore, tenant: str, file_ids: Ite
         await stored_file(store, tenant, file_id, param=f"file_ids[{index}]")
     folders: dict[str, int] = {}
     bundles: list[tuple[str, bytes, str]] = []
+    entries: list[dict[str, Any]] = []
+    inline_entries = iter(skills_spec(skills))
     for index, skill in enumerate(skills or []):
         param = f"skills[{index}]"
         if skill.type == "skill_reference":
-            raise bad_request(
-                f"Skill references are not supported by this server: '{skill.skill_id}' cannot be resolved "
-                "(there is no /v1/skills API). Send the skill inline ({\"type\": \"inline\", …}) instead.",
-                param=f"{param}.skill_id", code="unsupported_parameter")
-        try:
-            data = decode_inline(skill.source.data)
-            bundle = validate(data)
-        except SkillBundleError as exc:
-            raise bad_request(f"Invalid skill bundle: {exc}.", param=f"{param}.source.data",
-                              code="invalid_skill_bundle") from None
-        if bundle.folder in folders:
-            raise bad_request(f"skills[{folders[bundle.folder]}] and {param} both unpack to the folder "
-                              f"'{bundle.folder}'.", param=param, code="duplicate_skill")
-        folders[bundle.folder] = index
-        bundles.append((bundle.folder, data, param))
+            skill_id, version = await resolve_reference(skill_store, tenant, skill, param)
+            folder = version.folder
+            entries.append(reference_entry(skill_id, version))
+        else:
+            try:
+                data = decode_inline(skill.source.data)
+                bundle = validate(data)
+            except SkillBundleError as exc:
+                raise bad_request(f"Invalid skill bundle: {exc}.", param=f"{param}.source.data",
+                                  code="invalid_skill_bundle") from None
+            folder = bundle.folder
+            bundles.append((bundle.folder, data, param))
+            entries.append(next(inline_entries))
+        if folder in folders:
+            raise bad_request(f"skills[{folders[folder]}] and {param} both unpack to the folder "
+                              f"'{folder}'.", param=param, code="duplicate_skill")
+        folders[folder] = index
     for folder, data, _ in bundles:
         await keep_bundle(store, tenant, folder, data)
+    return entries
 
 
 async def keep_bundle(store: TenantFileStore, tenant: str, folder: str, data: bytes) -> str:
-    bundle_id, _ = skill_bundle_id(data)
+    bundle_id, digest = skill_bundle_id(data)
+
+    async def one_chunk():
+        yield data
+
+    return await keep_bundle_stream(store, tenant, folder, digest, one_chunk(), len(data))
+
+
+async def keep_bundle_stream(store: TenantFileStore, tenant: str, folder: str, digest: str,
+                             chunks: AsyncIterable[bytes], size: int) -> str:
+    """Store a bundle of known digest as the tenant's `skill-…` file, unless the same zip is there."""
+    bundle_id = bundle_id_of(digest)
     try:
         await store.stat(tenant, bundle_id)
         return bundle_id  # the same zip was stored before
@@ -87,11 +120,7 @@ async def keep_bundle(store: TenantFileStore, tenant: str, folder: str, data: by
         pass
     record = TenantFile(id=bundle_id, tenant=tenant, filename=f"{folder}.zip", purpose=SKILL_BUNDLE_PURPOSE,
                         created_at=int(time.time()))
-
-    async def one_chunk():
-        yield data
-
-    await store.put(record, one_chunk(), max_bytes=len(data))
+    await store.put(record, chunks, max_bytes=size)
     return bundle_id
 
 

@@ -68,12 +68,14 @@ def setup(app: web.Application, settings: FilesSettings | None = None, store: Te
 async def _store_lifecycle(app: web.Application) -> AsyncIterator[None]:
     """Open the store, and deliver file_ids/skills into pods while the gateway runs."""
     from kontainers.gateway.delivery import Delivery
+    from kontainers.gateway.skills_api import SKILL_STORE
     from kontainers.gateway.state import CLUSTER, SIDECARS
 
     store = app[FILE_STORE]
     await store.start()
     cluster = app[CLUSTER]
-    delivery = Delivery(cluster.containers, store, app[SIDECARS], cluster.annotate_container)
+    delivery = Delivery(cluster.containers, store, app[SIDECARS], cluster.annotate_container,
+                        skills=app.get(SKILL_STORE))
     task = asyncio.create_task(delivery.run(), name="file delivery")
     yield
     task.cancel()

@@ -22,6 +22,15 @@ from ..api.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from ..settings import FilesSettings
 from ..api.file import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
 from ..api.upload import Upload, UploadCompleteParams, UploadCreateParams, UploadPart
+from ..api.skill import (
+    DeletedSkill,
+    DeletedSkillVersion,
+    Skill,
+    SkillList,
+    SkillUpdateParams,
+    SkillVersion,
+    SkillVersionList,
+)
 from ..api.shell import (
     ExecParams,
     ShellCallOutput,
@@ -43,7 +52,9 @@ _MODELS = [
     (ShellCallOutputContentDeltaEvent, "serialization"), (ShellCallOutputContentDoneEvent, "serialization"),
     (ShellCallOutputItemDoneEvent, "serialization"), (ShellStreamErrorEvent, "serialization"),
     (UploadCreateParams, "validation"), (UploadCompleteParams, "validation"), (Upload, "serialization"),
-    (UploadPart, "serialization"),
+    (UploadPart, "serialization"), (Skill, "serialization"), (SkillList, "serialization"),
+    (DeletedSkill, "serialization"), (SkillUpdateParams, "validation"), (SkillVersion, "serialization"),
+    (SkillVersionList, "serialization"), (DeletedSkillVersion, "serialization"),
 ]
 
 
@@ -107,7 +118,7 @@ def openapi_document() -> dict:
                 "post": {"operationId": "createContainer", "summary": "Create a container",
                          "requestBody": {"required": True, "content": {
                              "application/json": {"schema": _ref(ContainerCreateParams)}}},
-                         # 404: a `file_ids` entry that is not one of the caller's files
+                         # 404: a `file_ids` entry or a `skill_reference` that is not the caller's
                          "responses": {"200": _json(Container, "The container"), **_errors(400, 401, 404)}},
                 "get": {"operationId": "listContainers", "summary": "List containers",
                         "parameters": [*_PAGING, _param("name", "query", {"type": "string"}, "Only this name.")],
@@ -149,6 +160,7 @@ def openapi_document() -> dict:
             },
             **_files_paths(),
             **_uploads_paths(),
+            **_skills_paths(),
             **_exec_paths(),
         },
     }
@@ -235,6 +247,69 @@ def _uploads_paths() -> dict:
             "parameters": [upload_id],
             "post": {"operationId": "cancelUpload", "summary": "Cancel an Upload (its parts are removed)",
                      "responses": {"200": _json(Upload, "The cancelled Upload"), **_errors(400, 401, 404)}},
+        },
+    }
+
+
+def _skills_paths() -> dict:
+    """The Skills API (`client.skills.*`, `client.skills.versions.*`): what `skill_reference` names."""
+    skill_id = _param("skill_id", "path", {"type": "string"}, "The skill's id (skill_…).")
+    version = _param("version", "path", {"type": "string"}, "A version number, or `latest`.")
+    bundle_form = {"type": "object", "required": ["files"], "properties": {
+        "files": {"oneOf": [{"type": "string", "format": "binary", "description": "One zip"},
+                            {"type": "array", "maxItems": 500, "description": "The files of one folder "
+                             "(`files[]`), each named by its path in it",
+                             "items": {"type": "string", "format": "binary"}}]}}}
+    version_form = {**bundle_form, "properties": {**bundle_form["properties"], "default": {
+        "type": "boolean", "description": "Make this version the default."}}}
+    zip_reply = {"description": "The bundle (a zip)", "content": {
+        "application/zip": {"schema": {"type": "string", "format": "binary"}}}}
+    return {
+        "/skills": {
+            "post": {"operationId": "createSkill", "summary": "Create a skill (its version 1)",
+                     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": bundle_form}}},
+                     "responses": {"200": _json(Skill, "The skill"), **_errors(400, 401)}},
+            "get": {"operationId": "listSkills", "summary": "List skills", "parameters": _PAGING,
+                    "responses": {"200": _json(SkillList, "A page of skills"), **_errors(400, 401)}},
+        },
+        "/skills/{skill_id}": {
+            "parameters": [skill_id],
+            "get": {"operationId": "retrieveSkill", "summary": "Retrieve a skill",
+                    "responses": {"200": _json(Skill, "The skill"), **_errors(401, 404)}},
+            "post": {"operationId": "updateSkill", "summary": "Set a skill's default version",
+                     "requestBody": {"required": True, "content": {
+                         "application/json": {"schema": _ref(SkillUpdateParams)}}},
+                     "responses": {"200": _json(Skill, "The skill"), **_errors(400, 401, 404)}},
+            "delete": {"operationId": "deleteSkill", "summary": "Delete a skill (containers keep their copies)",
+                       "responses": {"200": _json(DeletedSkill, "Deleted"), **_errors(401, 404)}},
+        },
+        "/skills/{skill_id}/content": {
+            "parameters": [skill_id],
+            "get": {"operationId": "retrieveSkillContent", "summary": "Download the default version's zip",
+                    "responses": {"200": zip_reply, **_errors(401, 404)}},
+        },
+        "/skills/{skill_id}/versions": {
+            "parameters": [skill_id],
+            "post": {"operationId": "createSkillVersion", "summary": "Add a version",
+                     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": version_form}}},
+                     "responses": {"200": _json(SkillVersion, "The version"), **_errors(400, 401, 404)}},
+            "get": {"operationId": "listSkillVersions", "summary": "List a skill's versions",
+                    "parameters": [_AFTER, *_PAGING[1:2],
+                                   _param("order", "query", {"type": "string", "enum": ["asc", "desc"],
+                                                             "default": "desc"}, "By version number.")],
+                    "responses": {"200": _json(SkillVersionList, "A page of versions"), **_errors(400, 401, 404)}},
+        },
+        "/skills/{skill_id}/versions/{version}": {
+            "parameters": [skill_id, version],
+            "get": {"operationId": "retrieveSkillVersion", "summary": "Retrieve a version",
+                    "responses": {"200": _json(SkillVersion, "The version"), **_errors(400, 401, 404)}},
+            "delete": {"operationId": "deleteSkillVersion", "summary": "Delete a version (not the default one)",
+                       "responses": {"200": _json(DeletedSkillVersion, "Deleted"), **_errors(400, 401, 404)}},
+        },
+        "/skills/{skill_id}/versions/{version}/content": {
+            "parameters": [skill_id, version],
+            "get": {"operationId": "retrieveSkillVersionContent", "summary": "Download a version's zip",
+                    "responses": {"200": zip_reply, **_errors(400, 401, 404)}},
         },
     }
 

@@ -117,8 +117,11 @@ def domain_secret_key(index: int, name: str) -> str:
     return f"{index}-{name}"
 
 
-def spec_from_params(params: ContainerCreateParams, secret_name: str) -> dict:
-    """The Container spec for a create request; domain secret values are replaced by references."""
+def spec_from_params(params: ContainerCreateParams, secret_name: str, skills: list[dict] | None = None) -> dict:
+    """The Container spec for a create request; domain secret values are replaced by references.
+
+    `skills` are the `spec.skills` entries the gateway checked and resolved (`check_create_inputs`);
+    without them, those of the inline skills."""
     policy = params.network_policy
     network = model.NetworkPolicy()
     if isinstance(policy, NetworkPolicyAllowlist):
@@ -139,7 +142,8 @@ def spec_from_params(params: ContainerCreateParams, secret_name: str) -> dict:
         network_policy=network,
         file_ids=list(params.file_ids) if params.file_ids else None,
         # bundles by reference: the zips are in the file store
-        skills=[model.Skill.model_validate(s) for s in skills_spec(params.skills)] if params.skills else None,
+        skills=[model.Skill.model_validate(s) for s in (skills if skills is not None else skills_spec(params.skills))]
+        if params.skills else None,
     )
     return spec.wire()
 

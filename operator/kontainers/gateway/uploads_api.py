@@ -11,7 +11,7 @@
 Retries: a repeated `complete` with the same part ids answers the same Upload and File (its file id
 is recorded before the File is written, so one that failed midway is finished, not duplicated); a
 repeated `cancel` answers the cancelled Upload. One Upload's state changes are serialised in this
-process (`UploadLocks`), the expiry sweep included; two gateway replicas racing on one Upload's
+process (`KeyedLocks`), the expiry sweep included; two gateway replicas racing on one Upload's
 `complete` and `cancel` at the same instant are not (the File may then exist beside a cancelled
 Upload — never a partial File).
 """
@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -45,35 +44,22 @@ from kontainers.files.store import FileNotFound, TenantFile, TenantFileTooLarge,
 from kontainers.gateway.auth import TENANT
 from kontainers.gateway.bodies import multipart_parts, part_chunks, read_json_object
 from kontainers.gateway.files_api import CHUNK, FILE_STORE, FILES_SETTINGS, clean_filename
+from kontainers.gateway.keyed_locks import KeyedLocks
 from kontainers.observability import FILE_BYTES
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
-class UploadLocks:
-    """One asyncio lock per (tenant, upload id), dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
-
-    def __call__(self, tenant: str, upload_id: str) -> asyncio.Lock:
-        key = (tenant, upload_id)
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
-
-
 UPLOAD_STORE = web.AppKey("upload_store", UploadStore)
-UPLOAD_LOCKS = web.AppKey("upload_locks", UploadLocks)
+UPLOAD_LOCKS = web.AppKey("upload_locks", KeyedLocks)
 
 
 def setup(app: web.Application) -> None:
     """Mount /v1/uploads beside /v1/files (whose store, settings and lifecycle it shares)."""
     settings = app[FILES_SETTINGS]
     app[UPLOAD_STORE] = upload_store_for(app[FILE_STORE], part_bytes=settings.s3_part_bytes)
-    app[UPLOAD_LOCKS] = UploadLocks()
+    app[UPLOAD_LOCKS] = KeyedLocks()
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_routes(routes)
 

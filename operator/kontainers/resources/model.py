@@ -226,11 +226,10 @@ class SkillBundle(_Model):
 
 
 class Skill(_Model):
-    """A skill to install in the container: a reference to a stored skill, or an inline bundle."""
+    """A skill to install in the container: a reference to a skill of the Skills API, or an inline bundle."""
 
     model_config = ConfigDict(json_schema_extra=validations(
-        cel("self.type != 'skill_reference' || (has(self.skillId) && !has(self.bundle))",
-            "a skill_reference needs skillId and no bundle"),
+        cel("self.type != 'skill_reference' || has(self.skillId)", "a skill_reference needs skillId"),
         cel("self.type != 'inline' || (has(self.name) && has(self.bundle) && !has(self.skillId))",
             "an inline skill needs name and bundle and no skillId"),
     ))
@@ -240,13 +239,16 @@ class Skill(_Model):
     skill_id: str | None = Field(default=None, min_length=1, max_length=128)
     """Id of a stored skill (`skill_reference`)."""
     version: str | None = Field(default=None, max_length=64)
-    """Version of the stored skill: a positive integer or `latest` (default latest)."""
+    """Version of the stored skill: a positive integer, `latest`, or none for its default version."""
     name: str | None = Field(default=None, min_length=1, max_length=256)
-    """Name of an inline skill."""
+    """Name of the skill (of an inline skill; of a reference's resolved version)."""
     description: str | None = Field(default=None, max_length=4096)
-    """Description of an inline skill."""
+    """Description of the skill (of an inline skill; of a reference's resolved version)."""
     bundle: SkillBundle | None = None
-    """Where the inline skill's zip (one top-level folder holding SKILL.md) is kept."""
+    """Where the skill's zip (one top-level folder holding SKILL.md) is kept: an inline skill's,
+    or the version a `skill_reference` resolved to when the gateway created the Container (then
+    the container keeps that version whatever happens to the skill later). A reference without
+    one (written with kubectl) gets the version it names when it is delivered."""
 
 
 class ContainerSpec(_Model):

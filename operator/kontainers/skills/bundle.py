@@ -20,6 +20,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 SKILL_FILE = "SKILL.md"
 MAX_NAME_BYTES = 255  # one path element
@@ -80,11 +81,17 @@ def decode_inline(data: str, limits: Limits = DEFAULT_LIMITS) -> bytes:
         raise SkillBundleError("skill bundle data is not valid base64") from None
 
 
-Source = bytes | Path  # the zip in memory, or a file holding it (the sidecar spools uploads to disk)
+# The zip in memory, a file holding it (the sidecar spools uploads to disk), or an open seekable
+# binary file (the gateway spools Skills API uploads).
+Source = bytes | Path | BinaryIO
 
 
 def _size(source: Source) -> int:
-    return len(source) if isinstance(source, bytes) else source.stat().st_size
+    if isinstance(source, bytes):
+        return len(source)
+    if isinstance(source, Path):
+        return source.stat().st_size
+    return source.seek(0, io.SEEK_END)
 
 
 def _open(source: Source) -> zipfile.ZipFile:
