@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -84,6 +84,9 @@ class GatewaySettings(BaseSettings):
 
     host: str = "127.0.0.1"  # the chart sets 0.0.0.0
     port: int = 8080
+    # /metrics (and /healthz, /readyz) on `host`, never on `port`: metrics answer without a key,
+    # so they get a port a Service or NetworkPolicy can keep off the API's path. 0 = no metrics.
+    metrics_port: int = 9090
     kubeconfig: str | None = None  # else $KUBECONFIG, else in-cluster
     keys_secret: str = "kontainers-api-keys"  # data: sha256(api key) hex → tenant namespace
     keys_namespace: str | None = None  # default: the gateway's own namespace (in-cluster) or "default"
@@ -110,6 +113,12 @@ class GatewaySettings(BaseSettings):
     exec_connect_timeout: float = 10.0  # opening the pods/exec websocket through the API server
     log_level: str = "INFO"
     log_json: bool = True
+
+    @model_validator(mode="after")
+    def _metrics_port_is_not_the_api_port(self) -> "GatewaySettings":
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ValueError(f"metrics_port must differ from port ({self.port}): /metrics is served without a key")
+        return self
 
 
 class FilesSettings(BaseSettings):

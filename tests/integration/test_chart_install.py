@@ -55,11 +55,13 @@ def release(cluster, container_crd, namespaces, workdir) -> Release:
 def stack(release, namespaces, node_agent, no_session_operator, workdir):
     """Operator, gateway and egress proxy, each as the chart configures it, each with its SA token."""
     logs = workdir / "logs"
-    ports = {"operator": free_port(), "gateway": free_port(), "egress": free_port(), "egress-ops": free_port()}
+    ports = {"operator": free_port(), "gateway": free_port(), "gateway-metrics": free_port(), "egress": free_port(),
+             "egress-ops": free_port()}
     operator = run_component(release, "operator", logs, env={
         "KONTAINERS_OPERATOR_OPS_HOST": "127.0.0.1", "KONTAINERS_OPERATOR_OPS_PORT": str(ports["operator"])})
     gateway = run_component(release, "gateway", logs, env={
         "KONTAINERS_GATEWAY_HOST": "127.0.0.1", "KONTAINERS_GATEWAY_PORT": str(ports["gateway"]),
+        "KONTAINERS_GATEWAY_METRICS_PORT": str(ports["gateway-metrics"]),
         "KONTAINERS_FILES_ROOT": str(workdir / "files")})
     egress = run_component(release, "egress", logs, env={
         "KONTAINERS_EGRESS_HOST": "127.0.0.1", "KONTAINERS_EGRESS_PORT": str(ports["egress"]),

@@ -53,7 +53,7 @@ def wait_for_gauge_to_match_the_cluster(cluster, url: str, timeout: float = 60) 
 
 def test_operator_and_gateway_metrics_move_when_containers_are_created(cluster, operator, gateway, tenant):
     operator_url = f"http://127.0.0.1:{operator.ops_port}/metrics"
-    gateway_url = f"{gateway.url}/metrics"
+    gateway_url = gateway.metrics_url
     before_operator, before_gateway = scrape(operator_url), scrape(gateway_url)
 
     for status in ("pending", "running", "failed", "expired"):

@@ -80,6 +80,7 @@ NON_DEFAULT = {
                  "tolerations": [{"key": "dedicated", "value": "platform", "effect": "NoSchedule"}],
                  "podAnnotations": {"prometheus.io/scrape": "true"}},
     "gateway": {"replicas": 3, "minAvailable": 1,
+                "metricsPort": 9100,
                 "apiKeys": {"existingSecret": "my-api-keys"},
                 "service": {"type": "LoadBalancer", "port": 443},
                 "ingress": {"enabled": True, "className": "nginx",
@@ -93,6 +94,8 @@ NON_DEFAULT = {
               "s3": {"endpointUrl": "http://minio.storage.svc:9000", "bucket": "acme-kontainers-files",
                      "prefix": "prod/", "region": "eu-west-1", "existingSecret": "kontainers-s3"}},
     "egress": {"enabled": False},
+    "metrics": {"serviceMonitor": {"enabled": True, "interval": "30s", "scrapeTimeout": "10s",
+                                   "labels": {"release": "prometheus"}}},
 }
 
 
@@ -275,6 +278,54 @@ def test_non_default_values_reach_the_objects(tmp_path):
     assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
 
 
+def ports_of(deployment: dict) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
+
+
+def test_metrics_have_their_own_port_and_services_apart_from_the_api():
+    docs = template()
+    gateway = one(docs, "Deployment", "-gateway")
+    assert ports_of(gateway) == {"http": 8080, "metrics": 9090}
+    assert env_of(gateway)["KONTAINERS_GATEWAY_PORT"] == "8080"
+    assert env_of(gateway)["KONTAINERS_GATEWAY_METRICS_PORT"] == "9090"
+    # The probes stay on the API port, where /healthz and /readyz are.
+    container = gateway["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    # The API's Service (LoadBalancer or Ingress backend) never carries the metrics port.
+    assert [p["name"] for p in one(docs, "Service", "-gateway")["spec"]["ports"]] == ["http"]
+    metrics = {d["metadata"]["name"]: d for d in by_kind(docs, "Service") if d["metadata"]["name"].endswith("-metrics")}
+    assert set(metrics) == {"kontainers-operator-metrics", "kontainers-gateway-metrics", "kontainers-egress-metrics"}
+    deployments = {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
+    for name, service in metrics.items():
+        assert service["spec"]["type"] == "ClusterIP"
+        assert service["metadata"]["labels"]["kontainers.dev/metrics"] == "true"
+        (port,) = service["spec"]["ports"]
+        deployment = deployments[name.removesuffix("-metrics")]
+        assert port["name"] == "metrics"
+        assert port["port"] == ports_of(deployment)[port["targetPort"]], name
+        assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert not by_kind(docs, "ServiceMonitor"), "off by default: it needs the Prometheus Operator's CRDs"
+    cilium = {d["metadata"]["name"] for d in by_kind(template("egress.mode=cilium"), "Service")}
+    assert "kontainers-egress-metrics" not in cilium and "kontainers-gateway-metrics" in cilium
+
+
+def test_the_service_monitor_scrapes_every_metrics_service(tmp_path):
+    docs = template(values=NON_DEFAULT, tmp_path=tmp_path)
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s",
+                                             "scrapeTimeout": "10s"}]
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["kontainers"]}
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    selected = [d for d in by_kind(docs, "Service") if selector.items() <= d["metadata"]["labels"].items()]
+    assert sorted(d["metadata"]["name"] for d in selected) == ["sandboxes-gateway-metrics", "sandboxes-operator-metrics"]
+    gateway = one(docs, "Service", "sandboxes-gateway-metrics")
+    assert gateway["spec"]["ports"][0]["port"] == 9100
+    plain = template("metrics.serviceMonitor.enabled=true")
+    assert "interval" not in one(plain, "ServiceMonitor")["spec"]["endpoints"][0]
+
+
 def test_hashed_api_keys_go_into_the_created_secret_and_plain_keys_are_refused():
     digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
     secret = one(template(f"gateway.apiKeys.hashed.{digest}=team-a"), "Secret")
@@ -294,6 +345,8 @@ def test_names_are_truncated_to_63_characters():
             assert len(str(value)) <= 63, (key, value)
     names = [d["metadata"]["name"] for d in by_kind(template(release=release), "Deployment")]
     assert len(set(names)) == 3, "truncation must keep the component suffix"
+    services = [d["metadata"]["name"] for d in by_kind(template(release=release), "Service")]
+    assert len(set(services)) == len(services) == 5, services
 
 
 def test_several_gateways_on_a_single_node_volume_fail_with_a_clear_message():
@@ -430,6 +483,9 @@ def test_cilium_mode_grants_the_operator_cilium_policies_and_deploys_no_proxy(se
         (["watchNamespaces={Team_A}"], "/watchNamespaces"),
         (["gateway.service.type=Magic"], "/gateway/service/type"),
         (["egress.mode=calico"], "/egress/mode"),
+        (["metrics.serviceMonitor.bogus=1"], "bogus"),
+        (["metrics.serviceMonitor.interval=often"], "/metrics/serviceMonitor/interval"),
+        (["gateway.metricsPort=0"], "/gateway/metricsPort"),
     ],
 )
 def test_schema_rejects_wrong_types_and_unknown_keys(sets, message):

@@ -393,10 +393,47 @@ async def test_openapi_health_and_readiness(cluster: FakeCluster) -> None:
         response = await client.get("/v1/containers", headers=AUTH_A)
         await error_of(response, 503)
         assert response.headers["Retry-After"] == "1"
-        metrics = await (await client.get("/metrics")).text()
-        assert "kontainers_http_requests_total" in metrics
+        # Metrics answer without a key: never on the API port (the metrics port below).
+        for headers in ({}, AUTH_A):
+            await error_of(await client.get("/metrics", headers=headers), 404)
     finally:
         await client.close()
+
+
+async def test_metrics_are_served_on_the_metrics_port_only(cluster: FakeCluster) -> None:
+    import aiohttp
+
+    from kontainers.cluster.process import free_port
+    from kontainers.gateway.app import with_metrics_server
+
+    metrics_port = free_port()
+    client = await start_client(cluster, metrics_port=metrics_port, wrap=with_metrics_server)
+    try:
+        assert (await client.get("/v1/containers", headers=AUTH_A)).status == 200
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as reply:
+                text = await reply.text()
+                assert reply.status == 200 and reply.content_type == "text/plain"
+            assert 'kontainers_http_requests_total{method="GET",route="/v1/containers",status="200"}' in text
+            async with http.get(f"http://127.0.0.1:{metrics_port}/readyz") as reply:
+                assert reply.status == 200
+            async with http.get(f"http://127.0.0.1:{metrics_port}/v1/containers", headers=AUTH_A) as reply:
+                assert reply.status == 404  # the API is not served there either
+        await error_of(await client.get("/metrics"), 404)
+    finally:
+        await client.close()
+    with pytest.raises(OSError):  # stopped with the app
+        await asyncio.open_connection("127.0.0.1", metrics_port)
+
+
+def test_the_metrics_port_cannot_be_the_api_port() -> None:
+    from pydantic import ValidationError
+
+    from kontainers.settings import GatewaySettings
+
+    with pytest.raises(ValidationError, match="metrics_port must differ"):
+        GatewaySettings(port=8080, metrics_port=8080)
+    assert GatewaySettings(port=8080, metrics_port=0).metrics_port == 0  # 0: no metrics server
 
 
 async def test_domain_secret_values_over_the_secret_limit_are_400(cluster: FakeCluster) -> None:

@@ -76,6 +76,9 @@ class DevStack:
         self.kubeconfig = str(control_plane.kubeconfig)
         self.gateway_port = args.port or free_port()
         self.base_url = f"http://127.0.0.1:{self.gateway_port}/v1"
+        # Not the product's default (9090): two instances, or a test session's gateway, may run here.
+        self.metrics_port = args.metrics_port or free_port()
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         self.components: list[Component] = []
         self.agent: DevNodeAgent | None = None
 
@@ -119,6 +122,10 @@ class DevStack:
         self._start_component("port-forward", [
             str(self.control_plane.bin_dir / "kubectl"), "--kubeconfig", self.kubeconfig, "-n", SYSTEM_NAMESPACE,
             "port-forward", "--address", "127.0.0.1", f"service/{RELEASE}-gateway", f"{self.gateway_port}:80"], {})
+        self._start_component("metrics port-forward", [
+            str(self.control_plane.bin_dir / "kubectl"), "--kubeconfig", self.kubeconfig, "-n", SYSTEM_NAMESPACE,
+            "port-forward", "--address", "127.0.0.1", f"service/{RELEASE}-gateway-metrics",
+            f"{self.metrics_port}:metrics"], {})
         await self._wait_ready(f"http://127.0.0.1:{self.gateway_port}/readyz", "gateway (through port-forward)")
 
     def _files_volume(self) -> dict:
@@ -162,6 +169,7 @@ class DevStack:
         self._start_kontainers("gateway", {
             "KONTAINERS_GATEWAY_HOST": "127.0.0.1",
             "KONTAINERS_GATEWAY_PORT": str(self.gateway_port),
+            "KONTAINERS_GATEWAY_METRICS_PORT": str(self.metrics_port),
             "KONTAINERS_GATEWAY_KUBECONFIG": self.kubeconfig,
             "KONTAINERS_GATEWAY_KEYS_NAMESPACE": SYSTEM_NAMESPACE,
             "KONTAINERS_GATEWAY_KEYS_SECRET": KEYS_SECRET,
@@ -267,10 +275,11 @@ def write_atomically(path: Path, text: str, mode: int = 0o600) -> None:
     os.replace(tmp, path)
 
 
-def try_it(state_dir: Path, bin_dir: Path, base_url: str) -> str:
+def try_it(state_dir: Path, bin_dir: Path, base_url: str, metrics_url: str) -> str:
     env = state_dir / "env"
     return (
         f"kontainers dev is ready: {base_url}\n"
+        f"  gateway metrics (no key): {metrics_url}\n"
         f"  set -a; . {shlex.quote(str(env))}; set +a\n"
         f"  {shlex.quote(sys.executable)} -c 'import openai; c = openai.OpenAI(); print(c.containers.create(name=\"hello\"))'\n"
         f"  {shlex.quote(str(bin_dir / 'kubectl'))} get containers -A\n"
@@ -302,7 +311,7 @@ async def serve(args: argparse.Namespace, control_plane: ControlPlane) -> int:
             for name, value in (("OPENAI_BASE_URL", stack.base_url), ("OPENAI_API_KEY", api_key),
                                 ("KUBECONFIG", str(kubeconfig)))
         ))
-        print(try_it(args.state_dir, control_plane.bin_dir, stack.base_url), flush=True)
+        print(try_it(args.state_dir, control_plane.bin_dir, stack.base_url, stack.metrics_url), flush=True)
         while not stop.is_set():
             stack.check_alive()
             try:
@@ -327,6 +336,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--state-dir", type=Path, required=True, help="everything it writes lives here")
     parser.add_argument("--port", type=int, default=8080, help="gateway port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--metrics-port", type=int, default=0,
+                        help="gateway metrics port on 127.0.0.1 (default 0: any free port, printed when ready)")
     parser.add_argument("--sidecar-port", type=int, default=8081, help="port of the files sidecars on pod IPs")
     parser.add_argument("--tenant", default="dev", help="namespace of the tenant the API key belongs to")
     parser.add_argument("--bin-dir", type=Path, help="prebuilt control-plane binaries (default: the pinned build)")

@@ -1,4 +1,7 @@
-"""The gateway's aiohttp application: `/v1` (OpenAI wire), `/openapi.json`, `/healthz`, `/readyz`, `/metrics`."""
+"""The gateway's aiohttp application: `/v1` (OpenAI wire), `/openapi.json`, `/healthz`, `/readyz`.
+
+`/metrics` is not among them: `with_metrics_server` serves it on a port of its own
+(`GatewaySettings.metrics_port`), since it answers without an API key."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..observability import http_metrics_middleware, metrics_handler
+from ..observability import http_metrics_middleware, start_ops_server
 from ..resources import names
 from . import files_api
 from ..settings import FilesSettings, GatewaySettings
@@ -55,7 +58,20 @@ def create_app(settings: GatewaySettings | None = None, *, cluster: Cluster | No
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_handler)
+    return app
+
+
+def with_metrics_server(app: web.Application) -> web.Application:
+    """Serve `/metrics` (with `/healthz`, `/readyz`) on `metrics_port` while `app` runs; 0: none."""
+    settings = app[SETTINGS]
+
+    async def metrics_server(app: web.Application) -> AsyncIterator[None]:
+        runner = await start_ops_server(settings.host, settings.metrics_port, ready=app[CLUSTER].ready)
+        yield
+        await runner.cleanup()
+
+    if settings.metrics_port:
+        app.cleanup_ctx.append(metrics_server)
     return app
 
 
