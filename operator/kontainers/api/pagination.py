@@ -9,9 +9,9 @@ one-second resolution: containers break ties by a sub-second time the gateway re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -80,10 +80,43 @@ def paginate(
             ordered = [item for item in ordered if key_of(item) > cursor]
         else:
             ordered = [item for item in ordered if key_of(item) < cursor]
-    data = list(ordered[: params.limit])
+    return _page(list(ordered[: params.limit]), len(ordered) > params.limit, id_of)
+
+
+class SortedKeys(Protocol):
+    """Keys kept in ascending order with bisection (e.g. `sortedcontainers.SortedList`)."""
+
+    def __len__(self) -> int: ...
+    def bisect_left(self, key: SortKey) -> int: ...
+    def bisect_right(self, key: SortKey) -> int: ...
+    def islice(self, start: int | None = None, stop: int | None = None, reverse: bool = False) -> Iterator: ...
+
+
+def paginate_sorted(
+    keys: SortedKeys,
+    *,
+    params: ListParams,
+    id_of: Callable[[SortKey], str],
+    cursor: SortKey | None,
+) -> Page[SortKey]:
+    """`paginate` over keys already in ascending order, in O(log N + limit): `cursor` is the key of
+    `params.after` (found by the caller, or remembered for a deleted item); None with an `after`
+    raises UnknownCursor."""
+    if params.after is not None and cursor is None:
+        raise UnknownCursor(params.after)
+    if params.order == "asc":
+        start = 0 if cursor is None else keys.bisect_right(cursor)
+        stop = min(start + params.limit, len(keys))
+        return _page(list(keys.islice(start, stop)), stop < len(keys), id_of)
+    stop = len(keys) if cursor is None else keys.bisect_left(cursor)
+    start = max(stop - params.limit, 0)
+    return _page(list(keys.islice(start, stop, reverse=True)), start > 0, id_of)
+
+
+def _page(data: list[T], has_more: bool, id_of: Callable[[T], str]) -> Page[T]:
     return Page(
         data=data,
-        has_more=len(ordered) > params.limit,
+        has_more=has_more,
         first_id=id_of(data[0]) if data else None,
         last_id=id_of(data[-1]) if data else None,
     )

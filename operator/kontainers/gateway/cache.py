@@ -1,6 +1,7 @@
 """An in-memory mirror of the Container resources, fed by a list+watch, indexed by OpenAI id.
 
-Requests read only from here (no LIST per request). Waiters (a create waiting for `running`)
+Requests read only from here (no LIST per request); list pages come from a `ListOrder` per
+namespace kept sorted here. Waiters (a create waiting for `running`)
 are woken on every change. Objects being deleted are hidden, and a Container this gateway just
 deleted stays hidden even if a late watch event mentions it again.
 """
@@ -13,23 +14,21 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
+from ..api.pagination import ListParams, Page, paginate_sorted
 from ..observability import CONTAINERS
 from . import resource
+from .list_order import ListOrder, SortKey
 
 T = TypeVar("T")
-SortKey = tuple[int, float, str, str]
 _GONE_KEYS = 10_000  # sort keys remembered for deleted ids, so paging past them still works
 _TOMBSTONE_SECONDS = 600.0
-
-
-def sort_key(obj: Mapping) -> SortKey:
-    return resource.list_key(obj)
 
 
 class ContainerCache:
     def __init__(self) -> None:
         self._by_id: dict[str, dict] = {}
         self._by_namespace: dict[str, dict[str, dict]] = {}
+        self._orders: dict[str, ListOrder] = {}
         self._gone_keys: OrderedDict[str, SortKey] = OrderedDict()
         self._tombstones: dict[str, float] = {}  # uid → monotonic time of our delete
         self._changed = asyncio.Event()
@@ -57,6 +56,18 @@ class ContainerCache:
     def gone_key(self, container_id: str) -> SortKey | None:
         """The sort key a since-deleted container had (for `after` cursors that name it)."""
         return self._gone_keys.get(container_id)
+
+    def page(self, namespace: str, params: ListParams, display_name: str | None = None) -> Page[dict]:
+        """One page of the namespace's Containers (only those with this display name, when given)
+        in list order; an `after` naming none of them nor a deleted one raises UnknownCursor."""
+        order = self._orders.get(namespace) or ListOrder()
+        cursor = None
+        if params.after is not None:
+            cursor = order.key(params.after, display_name) or self.gone_key(params.after)
+        keys = paginate_sorted(order.keys(display_name), params=params, id_of=lambda key: key[-1], cursor=cursor)
+        objs = self._by_namespace[namespace] if keys.data else {}
+        return Page(data=[objs[key[-1]] for key in keys.data], has_more=keys.has_more,
+                    first_id=keys.first_id, last_id=keys.last_id)
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -136,19 +147,26 @@ class ContainerCache:
     # --- internals ------------------------------------------------------------------------
 
     def _put(self, obj: dict) -> None:
-        cid = resource.container_id(obj)
+        # managedFields (a third of a Container's JSON) are read by nothing here: dropped in place,
+        # since the object is ours (a watch event's, or our own create's reply).
+        obj["metadata"].pop("managedFields", None)
+        key = resource.list_key(obj)
+        cid, namespace = key[-1], obj["metadata"]["namespace"]
         self._by_id[cid] = obj
-        self._by_namespace.setdefault(obj["metadata"]["namespace"], {})[cid] = obj
+        self._by_namespace.setdefault(namespace, {})[cid] = obj
+        self._orders.setdefault(namespace, ListOrder()).put(key, (obj.get("spec") or {}).get("name"))
 
     def _drop(self, obj: Mapping) -> dict | None:
         cid = resource.container_id(obj)
         known = self._by_id.pop(cid, None)
         if known is not None:
-            self._by_namespace.get(known["metadata"]["namespace"], {}).pop(cid, None)
+            namespace = known["metadata"]["namespace"]
+            self._by_namespace.get(namespace, {}).pop(cid, None)
+            self._orders[namespace].discard(cid)
         return known
 
     def _remember_gone(self, obj: dict) -> None:
-        self._gone_keys[resource.container_id(obj)] = sort_key(obj)
+        self._gone_keys[resource.container_id(obj)] = resource.list_key(obj)
         while len(self._gone_keys) > _GONE_KEYS:
             self._gone_keys.popitem(last=False)
 

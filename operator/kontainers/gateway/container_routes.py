@@ -6,14 +6,13 @@ from aiohttp import web
 
 from ..api.container import ContainerDeleted
 from ..api.container_create import ContainerCreateParams
-from ..api.pagination import ListParams, UnknownCursor, paginate
+from ..api.pagination import ListParams, UnknownCursor
 from .file_inputs import check_create_inputs
 from .files_api import FILE_STORE
 from .skills_api import SKILL_STORE
 from . import resource
 from .auth import TENANT
 from .bodies import read_json_object, retry_count
-from .cache import sort_key
 from ..api.errors import APIError, container_not_found
 from .state import ACTIVITY, CLUSTER, CREATOR, SETTINGS, SIDECARS
 
@@ -88,13 +87,8 @@ async def create_container(request: web.Request) -> web.Response:
 @routes.get("/v1/containers")
 async def list_containers(request: web.Request) -> web.Response:
     params = ListParams.from_query(request.query)
-    cache = request.app[CLUSTER].containers
-    items = cache.in_namespace(request[TENANT].namespace)
-    if "name" in request.query:
-        items = [o for o in items if (o.get("spec") or {}).get("name") == request.query["name"]]
     try:
-        page = paginate(items, params=params, id_of=resource.container_id, key_of=sort_key,
-                        after_key=cache.gone_key(params.after) if params.after else None)
+        page = request.app[CLUSTER].containers.page(request[TENANT].namespace, params, request.query.get("name"))
     except UnknownCursor:
         raise APIError(400, f"Invalid 'after': no container with id '{params.after}'.", param="after",
                        code="invalid_value") from None
