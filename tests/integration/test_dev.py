@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import openai
@@ -23,6 +24,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def unused_pod_cidr() -> str:
+    """A 127.N.0.0/16 no `kontainers dev` or test session holds now (dev takes its lock itself)."""
+    from kontainers.cluster.launcher import hold_pod_cidr
+    from kontainers.cluster.process import LockBusy
+
+    for octet in range(128, 200):
+        try:
+            hold_pod_cidr(f"127.{octet}.0.0/16", "a probe of test_dev").close()
+        except LockBusy:
+            continue
+        return f"127.{octet}.0.0/16"
+    raise RuntimeError("every pod CIDR 127.128-127.199 is in use")
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -71,7 +86,7 @@ def test_kontainers_dev_serves_the_openai_sdk_and_stops_cleanly(tmp_path):
     # A free sidecar port: other control planes on this machine may hand out the same pod IPs.
     # Fake nodes: the test session's cluster holds this host's one real node.
     command = [sys.executable, "-m", "kontainers.cli", "dev", "--state-dir", str(state), "--port", "0",
-               "--sidecar-port", str(free_port()), "--fake-nodes"]
+               "--sidecar-port", str(free_port()), "--fake-nodes", "--pod-cidr", unused_pod_cidr()]
     with output.open("wb") as out:
         dev = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
 
@@ -88,7 +103,11 @@ def test_kontainers_dev_serves_the_openai_sdk_and_stops_cleanly(tmp_path):
         assert set(env) == {"OPENAI_BASE_URL", "OPENAI_API_KEY", "KUBECONFIG"}
         assert env["OPENAI_BASE_URL"].startswith("http://127.0.0.1:") and env["OPENAI_BASE_URL"].endswith("/v1")
         assert Path(env["KUBECONFIG"]) == state / "kubeconfig" and (state / "kubeconfig").is_file()
-        assert "kontainers dev is ready" in output.read_text()
+        printed = output.read_text()
+        assert "kontainers dev is ready" in printed
+        metrics_url = printed.split("gateway metrics (no key): ", 1)[1].split()[0]
+        with urllib.request.urlopen(metrics_url, timeout=10) as reply:
+            assert b"kontainers_http_requests_total" in reply.read()
 
         client = openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"])
         try:
@@ -123,3 +142,16 @@ def test_kontainers_dev_serves_the_openai_sdk_and_stops_cleanly(tmp_path):
                 dev.wait(60)
             except subprocess.TimeoutExpired:
                 dev.kill()
+
+
+def test_kontainers_dev_with_its_port_taken_fails_at_once_and_starts_nothing(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "kontainers.cli", "dev", "--state-dir", str(tmp_path / "dev"),
+                               "--port", str(port), "--fake-nodes", "--pod-cidr", unused_pod_cidr()],
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert f"port {port} on 127.0.0.1 is taken" in done.stderr and "pass --port with a free port" in done.stderr
+    assert not (tmp_path / "dev" / "cluster").exists() and not (tmp_path / "dev" / "env").exists()

@@ -14,7 +14,16 @@ order:
     DIR/kubeconfig    admin kubeconfig of the control plane
     DIR/env           OPENAI_BASE_URL=…/v1, OPENAI_API_KEY=…, KUBECONFIG=… (their presence = ready)
 
-and runs until SIGTERM/SIGINT, then stops everything (no process left) and exits 0. Both files are
+and runs until SIGTERM/SIGINT, then stops everything (no process left) and exits 0.
+
+Before it starts anything (`preflight`) it exits 1 with a message naming the flag to change when
+a port it will listen on is taken (`--port`, `--metrics-port`, and on fake nodes `--sidecar-port`
+on the pod addresses), when another instance uses DIR, when another instance runs this
+machine's one real node (`/run/lock/kontainers-real-node.lock`; `--fake-nodes` runs beside it),
+or when the fake nodes' pod range is in use (`--pod-cidr 127.N.0.0/16`, one N per instance).
+Port 0 picks a free port (the gateway metrics port does by default); the ready message prints
+both URLs. A process counts as ready only when its own socket answers (`Component.listens_on`),
+never whatever else holds the port. Both files are
 removed on the way out. Logs: DIR/logs/{egress,operator,gateway}.log, DIR/cluster/logs/, and each
 pod's sidecar log under DIR/pods/<namespace>/<pod>/. The API key is kept in DIR/apikey (mode 0600), so a
 restart with the same DIR keeps both the containers and the key (their pods are recreated, empty).
@@ -32,15 +41,18 @@ import shutil
 import signal
 import sys
 import time
+import urllib.parse
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kontainers.cluster import build, node
-from kontainers.cluster.launcher import ControlPlane, ControlPlaneError, free_port
+from kontainers.cluster.launcher import ControlPlane, ControlPlaneError, free_port, hold_pod_cidr, node_cidrs
 from kontainers.cluster.nodeagent import DevNodeAgent, kontainers_command
-from kontainers.cluster.process import Component, answers
+from kontainers.cluster.process import (Component, LockBusy, answers, bind_error, describe_pids, hold_lock,
+                                        listener_pids)
 from kontainers.gateway import apikeys
 from kontainers.gateway.auth import key_hash
 from kontainers.kube import api_client
@@ -119,14 +131,16 @@ class DevStack:
                         "--install", RELEASE, str(CHART_DIR), "--namespace", SYSTEM_NAMESPACE, "--take-ownership",
                         "-f", str(values_file), "--wait", "--timeout", "600s")
         log.info("kontainers pods ready in %.1fs", time.monotonic() - started)
-        self._start_component("port-forward", [
+        forwards = [self._start_component(name, [
             str(self.control_plane.bin_dir / "kubectl"), "--kubeconfig", self.kubeconfig, "-n", SYSTEM_NAMESPACE,
-            "port-forward", "--address", "127.0.0.1", f"service/{RELEASE}-gateway", f"{self.gateway_port}:80"], {})
-        self._start_component("metrics port-forward", [
-            str(self.control_plane.bin_dir / "kubectl"), "--kubeconfig", self.kubeconfig, "-n", SYSTEM_NAMESPACE,
-            "port-forward", "--address", "127.0.0.1", f"service/{RELEASE}-gateway-metrics",
-            f"{self.metrics_port}:metrics"], {})
-        await self._wait_ready(f"http://127.0.0.1:{self.gateway_port}/readyz", "gateway (through port-forward)")
+            "port-forward", "--address", "127.0.0.1", f"service/{service}", f"{port}:{target}"], {})
+            for name, service, port, target in (("port-forward", f"{RELEASE}-gateway", self.gateway_port, "http"),
+                                                ("metrics port-forward", f"{RELEASE}-gateway-metrics",
+                                                 self.metrics_port, "metrics"))]
+        await self._wait_ready(f"http://127.0.0.1:{self.gateway_port}/readyz", "gateway (through port-forward)",
+                               forwards[0], "--port")
+        await self._wait_ready(f"http://127.0.0.1:{self.metrics_port}/readyz", "gateway metrics (through port-forward)",
+                               forwards[1], "--metrics-port")
 
     def _files_volume(self) -> dict:
         """The Files store's volume: a directory of the state dir (no volume provisioner here)."""
@@ -149,16 +163,16 @@ class DevStack:
         agent running each kwok pod's files sidecar."""
         # The egress proxy publishes its CA in SYSTEM_NAMESPACE; allowlist sandboxes wait for it.
         egress_ops_port = free_port()
-        self._start_kontainers("egress", {
+        egress = self._start_kontainers("egress", {
             "KONTAINERS_EGRESS_KUBECONFIG": self.kubeconfig,
             "KONTAINERS_EGRESS_NAMESPACE": SYSTEM_NAMESPACE,
             "KONTAINERS_EGRESS_PORT": str(free_port()),
             "KONTAINERS_EGRESS_OPS_PORT": str(egress_ops_port),
             "KONTAINERS_EGRESS_CONFDIR": str(self.state_dir / "egress"),
         })
-        await self._wait_ready(f"http://127.0.0.1:{egress_ops_port}/readyz", "egress proxy")
+        await self._wait_ready(f"http://127.0.0.1:{egress_ops_port}/readyz", "egress proxy", egress)
         operator_ops_port = free_port()
-        self._start_kontainers("operator", {
+        operator = self._start_kontainers("operator", {
             "KONTAINERS_OPERATOR_KUBECONFIG": self.kubeconfig,
             "KONTAINERS_OPERATOR_EGRESS_NAMESPACE": SYSTEM_NAMESPACE,
             "KONTAINERS_OPERATOR_SIDECAR_PORT": str(self.args.sidecar_port),
@@ -166,7 +180,7 @@ class DevStack:
             "KONTAINERS_OPERATOR_OPS_PORT": str(operator_ops_port),
             "KONTAINERS_OPERATOR_STANDALONE": "true",  # one replica: no peering object needed
         })
-        self._start_kontainers("gateway", {
+        gateway = self._start_kontainers("gateway", {
             "KONTAINERS_GATEWAY_HOST": "127.0.0.1",
             "KONTAINERS_GATEWAY_PORT": str(self.gateway_port),
             "KONTAINERS_GATEWAY_METRICS_PORT": str(self.metrics_port),
@@ -178,8 +192,10 @@ class DevStack:
         })
         self.agent = DevNodeAgent(self.kubeconfig, self.state_dir, self.args.sidecar_port)
         await self.agent.start()
-        await self._wait_ready(f"http://127.0.0.1:{operator_ops_port}/readyz", "operator")
-        await self._wait_ready(f"http://127.0.0.1:{self.gateway_port}/readyz", "gateway")
+        await self._wait_ready(f"http://127.0.0.1:{operator_ops_port}/readyz", "operator", operator)
+        await self._wait_ready(f"http://127.0.0.1:{self.gateway_port}/readyz", "gateway", gateway, "--port")
+        await self._wait_ready(f"http://127.0.0.1:{self.metrics_port}/readyz", "gateway metrics", gateway,
+                               "--metrics-port")
 
     async def _install_crd(self) -> None:
         manifest = CRD_FILE if CRD_FILE.is_file() else None
@@ -227,22 +243,33 @@ class DevStack:
         await apikeys.store_key_hash(api, key_hash(api_key), self.args.tenant, secret_namespace=SYSTEM_NAMESPACE)
         return api_key
 
-    def _start_kontainers(self, command: str, env: dict[str, str]) -> None:
-        self._start_component(command, kontainers_command(command), env)
+    def _start_kontainers(self, command: str, env: dict[str, str]) -> Component:
+        return self._start_component(command, kontainers_command(command), env)
 
-    def _start_component(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+    def _start_component(self, name: str, argv: list[str], env: dict[str, str]) -> Component:
         full_env = {**os.environ, "KUBECONFIG": self.kubeconfig, **env}
         component = Component(name, argv, self.logs_dir / f"{name}.log", full_env)
         component.start()
         self.components.append(component)
         log.info("started %s (pid %s), log %s", name, component.pid, component.log)
+        return component
 
-    async def _wait_ready(self, url: str, what: str, timeout: float = 90.0) -> None:
+    async def _wait_ready(self, url: str, what: str, component: Component, flag: str | None = None,
+                          timeout: float = 90.0) -> None:
+        """Until `url` answers 200 from `component`: whatever else answers there (a program that
+        had the port first) is an error, never "ready"."""
+        address = urllib.parse.urlsplit(url)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
             if await asyncio.to_thread(answers, url, 2.0):
-                return
+                if await asyncio.to_thread(component.listens_on, address.hostname, address.port):
+                    return
+                self.check_alive()  # it may have just died on "address already in use"
+                other = describe_pids(listener_pids(address.hostname, address.port))
+                hint = f"; pass {flag} with a free port" if flag else ""
+                raise DevError(f"{url} is answered by another program ({other}), not by the {what} "
+                               f"this run started (pid {component.pid}){hint}")
             await asyncio.sleep(0.2)
         raise DevError(f"the {what} was not ready at {url} within {timeout:.0f}s")
 
@@ -327,6 +354,65 @@ async def serve(args: argparse.Namespace, control_plane: ControlPlane) -> int:
         await stack.stop()
 
 
+@dataclass
+class Reservation:
+    """What `preflight` made sure of and holds until `release()`: this state dir, and the real
+    node or the pod address range, are this run's; its ports were free."""
+
+    real_node: bool
+    host_lock: object | None = None  # node.take_host_lock()'s, handed to the real node
+    locks: list = field(default_factory=list)
+
+    def release(self) -> None:
+        for lock in [self.host_lock, *self.locks]:
+            if lock is not None:
+                lock.close()
+
+
+def preflight(args: argparse.Namespace) -> Reservation:
+    """Before anything starts: fail with a message naming the flag to change when another
+    `kontainers dev` (or test session) holds this state dir, the real node or the pod address
+    range, or when a port this run listens on is taken."""
+    reservation = Reservation(real_node=False)
+    holder = f"pid {os.getpid()}, state dir {args.state_dir}"
+    try:
+        try:
+            reservation.locks.append(hold_lock(args.state_dir / "dev.lock", holder))
+        except LockBusy as busy:
+            raise DevError(f"another kontainers dev uses {args.state_dir} ({busy.holder}): stop it, "
+                           "or give this one another --state-dir") from None
+        missing = None if args.fake_nodes else node.unavailable_reason(check_lock=False)
+        if missing:
+            print(f"kontainers dev: no real node on this machine ({missing}); sandboxes go to kwok's fake node "
+                  "and the dev node agent runs their files sidecars", file=sys.stderr, flush=True)
+        reservation.real_node = not args.fake_nodes and missing is None
+        ports = [("127.0.0.1", args.port, "--port"), ("127.0.0.1", args.metrics_port, "--metrics-port")]
+        if reservation.real_node:
+            try:
+                reservation.host_lock = node.take_host_lock(args.state_dir / "cluster" / "node")
+            except LockBusy as busy:
+                raise DevError(f"a real node already runs on this machine ({busy.holder}), and there can be "
+                               "only one per machine: stop that kontainers dev, or run this one with "
+                               "--fake-nodes (kwok's fake node)") from None
+        else:
+            try:
+                reservation.locks.append(hold_pod_cidr(args.pod_cidr, holder))
+            except LockBusy as busy:
+                raise DevError(f"the pod address range {args.pod_cidr} is in use ({busy.holder}): pass "
+                               "--pod-cidr 127.N.0.0/16 with another N") from None
+            # Sidecars listen on the pod IPs: a server on every address at that port blocks them all.
+            ports.append((node.node_ip(node_cidrs(args.pod_cidr, 1)[0]), args.sidecar_port, "--sidecar-port"))
+        for host, port, flag in ports:
+            if port and (why := bind_error(host, port)):
+                raise DevError(f"port {port} on {host} is taken ({why}; held by "
+                               f"{describe_pids(listener_pids(host, port))}): pass {flag} with a free port"
+                               + (" (0: any free port)" if flag != "--sidecar-port" else ""))
+    except BaseException:
+        reservation.release()
+        raise
+    return reservation
+
+
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -339,6 +425,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--metrics-port", type=int, default=0,
                         help="gateway metrics port on 127.0.0.1 (default 0: any free port, printed when ready)")
     parser.add_argument("--sidecar-port", type=int, default=8081, help="port of the files sidecars on pod IPs")
+    parser.add_argument("--pod-cidr", default="127.66.0.0/16",
+                        help="fake nodes: the 127.N.0.0/16 their pods get IPs from (another N per instance)")
     parser.add_argument("--tenant", default="dev", help="namespace of the tenant the API key belongs to")
     parser.add_argument("--bin-dir", type=Path, help="prebuilt control-plane binaries (default: the pinned build)")
     parser.add_argument("--fake-nodes", action="store_true",
@@ -353,17 +441,18 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level, json=False)
     args.state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        reservation = preflight(args)
+    except (DevError, ValueError) as error:
+        print(f"kontainers dev: {error}", file=sys.stderr)
+        return 1
     for stale in ("env", "kubeconfig"):  # left by a run that was killed: not ready yet
         (args.state_dir / stale).unlink(missing_ok=True)
     # Until the event loop takes over, SIGTERM behaves like Ctrl-C so startup unwinds cleanly.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    missing = None if args.fake_nodes else node.unavailable_reason()
-    if missing:
-        print(f"kontainers dev: no real node on this machine ({missing}); sandboxes go to kwok's fake node "
-              "and the dev node agent runs their files sidecars", file=sys.stderr, flush=True)
-    real_node = not args.fake_nodes and missing is None
+    real_node = reservation.real_node
     control_plane = ControlPlane(args.state_dir / "cluster", args.bin_dir, nodes=0 if real_node else 1,
-                                 real_node=real_node)
+                                 pod_cidr=args.pod_cidr, real_node=real_node, host_lock=reservation.host_lock)
     try:
         control_plane.start()
         return asyncio.run(serve(args, control_plane))
@@ -380,3 +469,4 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         control_plane.stop()
+        reservation.release()

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from kontainers.cluster import build, images, kubeconfig, node, pki
-from kontainers.cluster.process import Component, free_port, rss_bytes
+from kontainers.cluster.process import Component, free_port, hold_lock, rss_bytes
 
 # A fixed issuer (not one naming the port) keeps tokens valid across restarts on new ports.
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -41,6 +41,20 @@ NODE_IP = "127.0.0.1"
 
 class ControlPlaneError(RuntimeError):
     """The control plane failed to start; the message carries the failing component's log tail."""
+
+
+# Pod IPs of fake nodes are bound by local processes (the dev node agent's sidecars): each
+# 127.N.0.0/16 in use on this machine is held by a lock here (`kontainers dev`, test sessions).
+POD_CIDR_LOCKS = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / "kontainers-pod-cidrs"
+
+
+def hold_pod_cidr(pod_cidr: str, holder: str):
+    """The lock of `pod_cidr` (a 127.N.0.0/16), held until the returned file is closed; LockBusy
+    when another `kontainers dev` or test session of this machine uses that range."""
+    network = ipaddress.ip_network(pod_cidr)
+    if network.prefixlen != 16 or not network.subnet_of(ipaddress.ip_network("127.0.0.0/8")):
+        raise ValueError(f"pod CIDR {pod_cidr} must be a 127.N.0.0/16 (a local, loopback range)")
+    return hold_lock(POD_CIDR_LOCKS / f"127.{network.network_address.packed[1]}.lock", holder)
 
 
 def node_cidrs(pod_cidr: str, nodes: int) -> list[str]:
@@ -72,6 +86,7 @@ class ControlPlane:
         pod_cidr: str = "127.66.0.0/16",
         *,
         real_node: bool = False,
+        host_lock: object | None = None,
         startup_timeout: float = 120.0,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
@@ -86,7 +101,9 @@ class ControlPlane:
         self.components: list[Component] = []
         # Beside fake nodes the real one is tainted: it takes only the pods that ask for it, while
         # the fake ones carry the thousands of pods of scale tests.
-        self.node = node.RealNode(self.state_dir, self.bin_dir, self.logs_dir, tainted=nodes > 0) if real_node else None
+        # host_lock: node.take_host_lock()'s, when the caller took it before anything else.
+        self.node = node.RealNode(self.state_dir, self.bin_dir, self.logs_dir, tainted=nodes > 0,
+                                  host_lock=host_lock) if real_node else None
         self._node_certs: node.NodeCerts | None = None
         self.images: images.NodeImages | None = None  # what the real node's pods run
         self._ssl: ssl.SSLContext | None = None

@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from kontainers.cluster import images, kubeconfig, pki
-from kontainers.cluster.process import Component, free_port
+from kontainers.cluster.process import Component, LockBusy, free_port, hold_lock
 
 NODE_NAME = "kontainers-node"
 BRIDGE = "kntr0"
@@ -71,8 +71,14 @@ def host_packages() -> dict[str, Path]:
     return packages
 
 
-def unavailable_reason() -> str | None:
-    """Why a real node cannot run on this machine, or None when it can."""
+def take_host_lock(node_dir: Path):
+    """The host lock of a real node (LockBusy when another one runs here), held until closed."""
+    return hold_lock(HOST_LOCK, f"pid {os.getpid()}, state dir {node_dir}")
+
+
+def unavailable_reason(*, check_lock: bool = True) -> str | None:
+    """Why a real node cannot run on this machine, or None when it can; with `check_lock=False`
+    a real node already running here is not a reason (the caller takes the lock itself)."""
     if os.geteuid() != 0:
         return "a real node needs root (containerd, kubelet and the bridge network do)"
     if not Path("/sys/fs/cgroup").is_dir() or not any(Path("/sys/fs/cgroup").iterdir()):
@@ -82,7 +88,7 @@ def unavailable_reason() -> str | None:
     missing = sorted(package for package, path in host_packages().items() if not path.exists())
     if missing:
         return f"a real node needs these Debian packages: {' '.join(missing)} (apt-get install {' '.join(missing)})"
-    if HOST_LOCK.exists():
+    if check_lock and HOST_LOCK.exists():
         with open(HOST_LOCK) as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -113,14 +119,14 @@ class RealNode:
     """One node `NODE_NAME` of the cluster at `server`, started after the API server is ready."""
 
     def __init__(self, state_dir: Path, bin_dir: Path, logs_dir: Path, pod_cidr: str = POD_CIDR,
-                 tainted: bool = False) -> None:
+                 tainted: bool = False, host_lock: object | None = None) -> None:
         self.dir = state_dir / "node"
         self.tainted = tainted
         self.bin_dir, self.logs_dir = bin_dir, logs_dir
         self.pod_cidr, self.ip = pod_cidr, node_ip(pod_cidr)
         self.socket = self.dir / "containerd" / "containerd.sock"
         self.components: list[Component] = []
-        self._lock: object | None = None
+        self._lock: object | None = host_lock  # take_host_lock()'s, when the caller took it first
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -224,19 +230,12 @@ class RealNode:
         shutil.rmtree(self.dir / "cni" / "ipam", ignore_errors=True)  # no address stays leased
 
     def _take_host_lock(self) -> None:
-        HOST_LOCK.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(HOST_LOCK, "a+")
+        if self._lock is not None:  # taken by the caller before anything started (kontainers dev)
+            return
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "another process"
-            lock.close()
-            raise RuntimeError(f"a real node already runs on this machine ({holder}); one per host") from None
-        lock.truncate(0)
-        lock.write(f"pid {os.getpid()}, state dir {self.dir}\n")
-        lock.flush()
-        self._lock = lock
+            self._lock = take_host_lock(self.dir)
+        except LockBusy as busy:
+            raise RuntimeError(f"a real node already runs on this machine ({busy.holder}); one per host") from None
 
     def pids(self) -> dict[str, int]:
         return {c.name: c.pid for c in self.components if c.pid}
