@@ -176,3 +176,18 @@ async def test_activity_write_failures_are_not_raised() -> None:
     recorder = ActivityRecorder(write, debounce_seconds=0.1)
     recorder.touch("ns", "c")
     await recorder.close()
+
+
+def test_cached_containers_drop_managed_fields_and_share_repeated_strings() -> None:
+    cache = ContainerCache()
+    a, b = (json.loads(json.dumps({**container(n), "status": {"status": "pending"}})) for n in ("a", "b"))
+    for obj in (a, b):
+        obj["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+    expected = json.loads(json.dumps(a))
+    del expected["metadata"]["managedFields"]
+    cache.apply("ADDED", a)
+    cache.apply("ADDED", b)
+    assert cache.get("ns", cid(a)) is a and a == expected
+    status_a, status_b = cache.get("ns", cid(a))["status"], cache.get("ns", cid(b))["status"]
+    assert status_a["status"] is status_b["status"]  # one "pending" for all, not one per object
+    assert next(iter(status_a)) is next(iter(status_b))

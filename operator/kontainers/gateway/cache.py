@@ -17,6 +17,7 @@ from typing import TypeVar
 from ..api.pagination import ListParams, Page, paginate_sorted
 from ..observability import CONTAINERS
 from . import resource
+from .compact import compact
 from .list_order import ListOrder, SortKey
 
 T = TypeVar("T")
@@ -147,9 +148,7 @@ class ContainerCache:
     # --- internals ------------------------------------------------------------------------
 
     def _put(self, obj: dict) -> None:
-        # managedFields (a third of a Container's JSON) are read by nothing here: dropped in place,
-        # since the object is ours (a watch event's, or our own create's reply).
-        obj["metadata"].pop("managedFields", None)
+        compact(obj)  # in place: the object is ours (a watch event's, or our own create's reply)
         key = resource.list_key(obj)
         cid, namespace = key[-1], obj["metadata"]["namespace"]
         self._by_id[cid] = obj
