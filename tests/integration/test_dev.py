@@ -26,18 +26,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def unused_pod_cidr() -> str:
-    """A 127.N.0.0/16 no `kontainers dev` or test session holds now (dev takes its lock itself)."""
+def unused_pod_cidrs(count: int = 1) -> list[str]:
+    """127.N.0.0/16 ranges no `kontainers dev` or test session holds now (dev takes their locks)."""
     from kontainers.cluster.launcher import hold_pod_cidr
     from kontainers.cluster.process import LockBusy
 
+    found = []
     for octet in range(128, 200):
         try:
             hold_pod_cidr(f"127.{octet}.0.0/16", "a probe of test_dev").close()
         except LockBusy:
             continue
-        return f"127.{octet}.0.0/16"
-    raise RuntimeError("every pod CIDR 127.128-127.199 is in use")
+        found.append(f"127.{octet}.0.0/16")
+        if len(found) == count:
+            return found
+    raise RuntimeError("not enough free pod CIDRs in 127.128-127.199")
+
+
+def unused_pod_cidr() -> str:
+    return unused_pod_cidrs(1)[0]
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -155,3 +162,54 @@ def test_kontainers_dev_with_its_port_taken_fails_at_once_and_starts_nothing(tmp
     assert done.returncode == 1, done.stderr
     assert f"port {port} on 127.0.0.1 is taken" in done.stderr and "pass --port with a free port" in done.stderr
     assert not (tmp_path / "dev" / "cluster").exists() and not (tmp_path / "dev" / "env").exists()
+
+
+def test_two_instances_on_fake_nodes_coexist(tmp_path):
+    # Same sidecar port on both: their pod ranges differ, so their sidecars never share an address.
+    runs = []
+    for index, pod_cidr in enumerate(unused_pod_cidrs(2)):
+        state, output = tmp_path / f"dev{index}", tmp_path / f"dev{index}.out"
+        with output.open("wb") as out:
+            process = subprocess.Popen([sys.executable, "-m", "kontainers.cli", "dev", "--state-dir", str(state),
+                                        "--port", str(free_port()), "--fake-nodes", "--pod-cidr", pod_cidr],
+                                       stdout=out, stderr=subprocess.STDOUT)
+        runs.append((process, state, output))
+
+    def diagnostics() -> str:
+        return "\n".join(f"--- {p}\n{tail(p)}" for _, state, output in runs
+                         for p in [output, *sorted((state / "logs").glob("*.log"))])
+
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not all((state / "env").exists() for _, state, _ in runs):
+            assert all(p.poll() is None for p, _, _ in runs), f"an instance exited:\n{diagnostics()}"
+            assert time.monotonic() < deadline, f"DIR/env never appeared:\n{diagnostics()}"
+            time.sleep(0.5)
+        envs = [read_env(state / "env") for _, state, _ in runs]
+        assert envs[0]["OPENAI_BASE_URL"] != envs[1]["OPENAI_BASE_URL"]
+        for index, env in enumerate(envs):
+            # More retries than the SDK's 2: a sidecar may answer a moment after `running` on a
+            # loaded machine (503 container_not_ready); this test is about the two instances.
+            client = openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"], max_retries=8)
+            try:
+                container = client.containers.create(name=f"twin-{index}")
+                client.containers.files.create(container.id, file=("who.txt", f"instance {index}".encode()))
+                (listed,) = list(client.containers.files.list(container.id))
+                content = client.containers.files.content.retrieve(listed.id, container_id=container.id)
+                assert content.read() == f"instance {index}".encode()
+                # Each instance sees its own containers only: they are two clusters.
+                assert [c.name for c in client.containers.list()] == [f"twin-{index}"]
+            except Exception as error:
+                raise AssertionError(f"instance {index}: {error}\n{diagnostics()}") from error
+            finally:
+                client.close()
+    finally:
+        for process, _, _ in runs:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process, _, _ in runs:
+            try:
+                assert process.wait(90) == 0, diagnostics()
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise
