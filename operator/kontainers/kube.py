@@ -96,6 +96,11 @@ class Containers:
         return await self.custom.patch_namespaced_custom_object(
             names.GROUP, names.VERSION, namespace, names.PLURAL, name, patch, _content_type=MERGE_PATCH)
 
+    async def json_patch(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        """A JSON patch of the Container itself: its `test` ops make a write conditional on a value."""
+        return await self.custom.patch_namespaced_custom_object(
+            names.GROUP, names.VERSION, namespace, names.PLURAL, name, ops, _content_type=JSON_PATCH)
+
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         return await self.custom.patch_namespaced_custom_object_status(
             names.GROUP, names.VERSION, namespace, names.PLURAL, name, patch, _content_type=MERGE_PATCH)

@@ -179,37 +179,43 @@ def test_tenant_isolation(gateway: Gateway) -> None:
     assert alice.client.containers.retrieve(mine.id).status == "running"
 
 
-class DropFirstCreateReply(httpx.HTTPTransport):
-    """Delivers the first POST /containers to the gateway, then loses its reply (a network fault)."""
+class AbandonFirstCreate(httpx.HTTPTransport):
+    """Sends the first POST /containers, then gives up on it before its reply (a read timeout,
+    connection closed), as the SDK does when a create takes longer than its timeout."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.dropped = 0
+        self.abandoned = 0
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = super().handle_request(request)
-        if request.method == "POST" and request.url.path.endswith("/containers") and not self.dropped:
-            response.read()
-            response.close()
-            self.dropped += 1
-            raise httpx.ReadError("connection reset after the request was processed", request=request)
-        return response
+        if request.method == "POST" and request.url.path.endswith("/containers") and not self.abandoned:
+            self.abandoned += 1
+            # The gateway answers a create once the container is running: far later than 20 ms.
+            with httpx.Client(timeout=httpx.Timeout(5.0, read=0.02)) as impatient:
+                impatient.send(request)  # raises ReadTimeout, and closes its connection
+            raise AssertionError("the create answered within 20 ms")
+        return super().handle_request(request)
 
 
 def test_create_is_idempotent_under_sdk_retries(gateway: Gateway, tenant: Tenant) -> None:
-    transport = DropFirstCreateReply()
+    transport = AbandonFirstCreate()
     client = gateway.client(tenant.api_key, http_client=httpx.Client(transport=transport), max_retries=2)
     container = client.containers.create(name="retried")
-    assert transport.dropped == 1  # the SDK saw a failure and retried the POST
+    assert transport.abandoned == 1  # the SDK timed out and retried the POST
     items = kubectl_json(gateway, "-n", tenant.namespace, "get", "containers.kontainers.dev")["items"]
     assert len(items) == 1, "a retried create must not make a second container"
     assert [c.id for c in client.containers.list()] == [container.id]
+    # Another caller sending the same body, retried, gets a container of its own: the first
+    # reply reached its caller.
+    other = gateway.client(tenant.api_key).containers.create(
+        name="retried", extra_headers={"x-stainless-retry-count": "1"})
+    assert other.id != container.id
 
     key = {"Idempotency-Key": "order-42"}
     first = tenant.client.containers.create(name="keyed", extra_headers=key)
     again = tenant.client.containers.create(name="keyed", extra_headers=key)
     assert again.id == first.id
-    assert len(tenant.client.containers.list().data) == 2
+    assert len(tenant.client.containers.list().data) == 3
 
 
 def test_containers_made_with_kubectl_appear(gateway: Gateway, tenant: Tenant) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 
+import aiohttp
 import pytest
 
 from fixtures.gateway_fake import FakeCluster, run_immediately, start_client
+from kontainers.gateway import resource
 from kontainers.gateway.state import ACTIVITY
 from kontainers.resources import names
 
@@ -293,22 +295,74 @@ async def test_idempotency_key_when_the_cache_has_not_seen_it_yet(client, cluste
     assert len(cluster.objects) == 1
 
 
-async def test_lost_reply_then_sdk_retry_returns_the_created_container(client, cluster: FakeCluster) -> None:
+def reply_state(cluster: FakeCluster, container_id: str | None = None) -> list[str]:
+    return [o["metadata"]["annotations"].get(names.ANNOTATION_REPLY) for o in cluster.objects.values()
+            if container_id is None or resource.container_id(o) == container_id]
+
+
+async def wait_until(predicate, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+async def abandoned_create(client, body: dict, *, after: float = 0.2, headers: dict | None = None) -> None:
+    """A create whose caller gives up (closes its connection) before the reply, as the SDK does
+    on a timeout before it retries."""
+    with pytest.raises(asyncio.TimeoutError):
+        await create(client, body, headers=headers, timeout=aiohttp.ClientTimeout(total=after))
+
+
+async def test_a_retry_gets_the_container_whose_reply_its_caller_never_got(cluster: FakeCluster) -> None:
+    cluster.operator = None  # the container stays pending: the caller's timeout comes first
+    client = await start_client(cluster, create_wait_seconds=1.0)
+    try:
+        await abandoned_create(client, {"name": "lost"}, after=0.3)
+        await wait_until(lambda: reply_state(cluster) == ["lost"])  # recorded once its reply failed
+        again = await create(client, {"name": "lost"}, headers={"x-stainless-retry-count": "1"})
+        assert again.status == 200 and len(cluster.objects) == 1
+        (obj,) = cluster.objects.values()
+        assert (await again.json())["id"] == resource.container_id(obj)
+        await wait_until(lambda: reply_state(cluster) == ["delivered"])
+        # Its reply was delivered: a further retry of the same body is another caller's.
+        other = await create(client, {"name": "lost"}, headers={"x-stainless-retry-count": "1"})
+        assert other.status == 200 and len(cluster.objects) == 2
+    finally:
+        await client.close()
+
+
+async def test_a_retry_never_gets_a_container_whose_reply_was_delivered(client, cluster: FakeCluster) -> None:
     cluster.lose_create_reply = True
-    first = await create(client, {"name": "lost"})
+    first = await create(client, {"name": "same body"})
     # The API server stored it although its reply was lost: the gateway finds it and answers 200.
     assert first.status == 200
     body = await first.json()
-    # The SDK (whose reply was lost on the way back) retries the same body.
-    again = await create(client, {"name": "lost"}, headers={"x-stainless-retry-count": "1"})
-    assert (await again.json())["id"] == body["id"]
-    assert len(cluster.objects) == 1
-    # Not a retry: the same body makes a second container, as OpenAI does.
-    await create(client, {"name": "lost"}, headers={"x-stainless-retry-count": "0"})
+    await wait_until(lambda: reply_state(cluster, body["id"]) == ["delivered"])
+    # Another caller sends the same body and retries it (its first attempt failed on the way).
+    again = await create(client, {"name": "same body"}, headers={"x-stainless-retry-count": "1"})
+    assert again.status == 200 and (await again.json())["id"] != body["id"]
     assert len(cluster.objects) == 2
+    # Not a retry: the same body makes another container, as OpenAI does.
+    await create(client, {"name": "same body"}, headers={"x-stainless-retry-count": "0"})
+    assert len(cluster.objects) == 3
 
 
-async def test_concurrent_retry_waits_for_the_original(cluster: FakeCluster) -> None:
+async def test_two_retries_of_one_lost_reply_get_it_once(cluster: FakeCluster) -> None:
+    cluster.operator = None
+    client = await start_client(cluster, create_wait_seconds=1.0)
+    try:
+        await abandoned_create(client, {"name": "twice"}, after=0.3)
+        await wait_until(lambda: reply_state(cluster) == ["lost"])
+        retries = await asyncio.gather(*(create(client, {"name": "twice"}, headers={"x-stainless-retry-count": "1"})
+                                         for _ in range(2)))
+        ids = [(await r.json())["id"] for r in retries]
+        assert len(set(ids)) == 2 and len(cluster.objects) == 2  # one claimed it, the other made its own
+    finally:
+        await client.close()
+
+
+async def test_a_retry_does_not_take_an_original_whose_caller_still_waits(cluster: FakeCluster) -> None:
     cluster.operator = None
     client = await start_client(cluster, create_wait_seconds=0.5)
     try:
@@ -317,21 +371,20 @@ async def test_concurrent_retry_waits_for_the_original(cluster: FakeCluster) -> 
             await asyncio.sleep(0.01)
         retry = await create(client, {"name": "slow"}, headers={"x-stainless-retry-count": "1"})
         first = await (await original).json()
-        assert (await retry.json())["id"] == first["id"]
-        assert cluster.create_calls == 1
+        assert (await retry.json())["id"] != first["id"]  # two callers, two containers
+        assert cluster.create_calls == 2
     finally:
         await client.close()
 
 
-async def test_retry_while_the_original_create_is_in_flight_waits_for_it(client, cluster: FakeCluster) -> None:
-    cluster.create_delay = 0.3  # the original is still being written when the retry arrives
-    original = asyncio.create_task(create(client, {"name": "in flight"}))
-    while cluster.create_calls == 0:
-        await asyncio.sleep(0.01)
+async def test_a_retry_while_its_abandoned_original_is_in_flight_waits_for_it(client, cluster: FakeCluster) -> None:
+    cluster.create_delay = 0.5  # the original is still being written when the retry arrives
+    await abandoned_create(client, {"name": "in flight"}, after=0.1)
+    assert cluster.create_calls == 1 and not cluster.objects
     retry = await create(client, {"name": "in flight"}, headers={"x-stainless-retry-count": "1"})
-    first = await (await original).json()
-    assert retry.status == 200 and (await retry.json())["id"] == first["id"]
-    assert cluster.create_calls == 1 and len(cluster.objects) == 1
+    (obj,) = cluster.objects.values()
+    assert retry.status == 200 and (await retry.json())["id"] == resource.container_id(obj)
+    assert cluster.create_calls == 1
 
 
 async def test_retrieve_records_debounced_activity(client, cluster: FakeCluster) -> None:

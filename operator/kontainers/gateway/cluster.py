@@ -49,6 +49,10 @@ class Cluster(Protocol):
 
     async def annotate_container(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None: ...
 
+    async def swap_annotation(self, namespace: str, name: str, key: str, expected: str, value: str) -> bool:
+        """Set annotation `key` to `value` only if it is `expected` now (atomically, at the API
+        server); False when it is not (or the Container is gone)."""
+
     async def put_secret(self, namespace: str, name: str, string_data: Mapping[str, str],
                          labels: Mapping[str, str]) -> None:
         """Create the Secret, or replace its data if it exists (a retried create)."""

@@ -24,9 +24,9 @@ def _share(value: object) -> object:
         items = list(value.items())
         value.clear()
         for key, item in items:
-            value[sys.intern(key) if isinstance(key, str) else key] = _share(item)
+            value[sys.intern(key) if type(key) is str else key] = _share(item)
     elif isinstance(value, list):
         value[:] = [_share(item) for item in value]
-    elif isinstance(value, str) and len(value) <= _SHARED_VALUE_CHARS:
+    elif type(value) is str and len(value) <= _SHARED_VALUE_CHARS:  # not subclasses (str enums): they cannot be interned
         return sys.intern(value)
     return value

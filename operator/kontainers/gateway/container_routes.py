@@ -10,7 +10,7 @@ from ..api.pagination import ListParams, UnknownCursor
 from .file_inputs import check_create_inputs
 from .files_api import FILE_STORE
 from .skills_api import SKILL_STORE
-from . import resource
+from . import reply_claims, resource
 from .auth import TENANT
 from .bodies import read_json_object, retry_count
 from ..api.errors import APIError, container_not_found
@@ -75,13 +75,19 @@ async def create_container(request: web.Request) -> web.Response:
     check_domain_secrets_supported(params, settings.egress_mode)
     check_domain_secret_size(params, settings.max_domain_secret_bytes)
     skills = await check_inputs(request, params)
-    obj = await request.app[CREATOR].create(
+    creator = request.app[CREATOR]
+    answer = await creator.create(
         request[TENANT], params,
         idempotency_key=request.headers.get("Idempotency-Key") or None,
         retry_count=retry_count(request),
         skills=skills if params.skills else None,
+        connected=reply_claims.connection_open(request),
     )
-    return web.json_response(wire(request, obj))
+    response = web.json_response(wire(request, answer.obj))
+    # Sent here, not by aiohttp after the return: whether it reached an open connection decides
+    # whether a retry of this body may get the same container.
+    creator.settle(answer, await reply_claims.send(request, response))
+    return response
 
 
 @routes.get("/v1/containers")

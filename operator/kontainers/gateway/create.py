@@ -7,8 +7,9 @@ the container and only the reply was lost. So:
   and returns it;
 - without one, every create stamps a hash of (API key, body); a request the SDK marks as a retry
   (`x-stainless-retry-count` > 0) returns a container of the same tenant with that hash created
-  within the retry window instead of making another — and if the original is still in flight
-  in this process, waits for it;
+  within the retry window instead of making another — but only one whose reply did not reach
+  its caller (reply_claims.py), so two callers sending the same body never share a container.
+  An original still in flight in this process is waited for when its caller has gone;
 - once the Container exists, nothing after it turns into an error reply.
 """
 
@@ -19,6 +20,7 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from collections.abc import Mapping
 
@@ -26,14 +28,34 @@ from ..api.container import STATUSES
 from ..api.container_create import ContainerCreateParams
 from ..observability import CREATE_SECONDS
 from ..resources import names
-from . import resource
+from . import reply_claims, resource
 from .auth import Tenant
+from .reply_claims import Connected, ReplyClaim
 from .cluster import AlreadyExists, Cluster, ClusterError
 from ..api.errors import APIError
 
 log = logging.getLogger(__name__)
 
 FINAL_STATUSES = tuple(s for s in STATUSES if s != "pending")  # what a create waits for
+# How long past its own wait a retry waits for another replica's attempt to say whether its reply
+# was delivered, before taking the container (that replica is then presumed gone).
+SETTLE_MARGIN_SECONDS = 5.0
+
+
+def _always() -> bool:
+    return True
+
+
+def _gone() -> bool:
+    return False
+
+
+@dataclass
+class Answer:
+    """What a create answers with, and (without an Idempotency-Key) its claim to answer with it."""
+
+    obj: dict
+    claim: ReplyClaim | None = None
 
 
 def idempotency_hash(tenant: Tenant, idempotency_key: str) -> str:
@@ -62,63 +84,166 @@ class ContainerCreator:
         self.cluster = cluster
         self.wait_seconds = wait_seconds
         self.retry_window_seconds = retry_window_seconds
-        self._in_flight: dict[tuple[str, str], asyncio.Future] = {}
+        # Originals being written here, by (namespace, body hash): their write and their caller.
+        self._in_flight: dict[tuple[str, str], tuple[asyncio.Future, Connected]] = {}
+        self._answering: dict[str, Connected] = {}  # nonce → caller, of the replies this process owes
+        self._settling: set[asyncio.Task] = set()
 
     async def create(self, tenant: Tenant, params: ContainerCreateParams, *,
                      idempotency_key: str | None = None, retry_count: int = 0,
-                     skills: list[dict] | None = None) -> dict:
-        """The Container object to answer with (status running once the operator got there in time).
+                     skills: list[dict] | None = None, connected: Connected = _always) -> Answer:
+        """The Container to answer with (status running once the operator got there in time).
 
-        `skills`: the checked `spec.skills` entries (skill references resolved to their versions)."""
+        `skills`: the checked `spec.skills` entries (skill references resolved to their versions);
+        `connected`: whether the caller is still waiting (reply_claims.connection_open). Call
+        `settle` once the reply was sent."""
         started = time.perf_counter()
         body_hash = request_hash(tenant, params)
         idem = idempotency_hash(tenant, idempotency_key) if idempotency_key else None
-        existing = self._find_existing(tenant, idem, body_hash, retry_count)
-        if existing is None and idem is None and retry_count > 0:
-            in_flight = self._in_flight.get((tenant.namespace, body_hash))
-            if in_flight is not None:
-                try:
-                    existing = await asyncio.shield(in_flight)
-                except Exception:
-                    existing = None  # the original failed: this attempt creates
-        if existing is not None:
-            log.info("create answered with existing container %s (retry)", resource.container_id(existing))
-            return await self._await_running(existing)
+        if idem is not None:
+            existing = self._find_keyed(tenant, idem)
+            if existing is not None:
+                log.info("create answered with existing container %s (Idempotency-Key)",
+                         resource.container_id(existing))
+                return Answer(await self._await_running(existing))
+        elif retry_count > 0:
+            claimed = await self._claim_for_retry(tenant, body_hash, connected)
+            if claimed is not None:
+                log.info("create answered with existing container %s (retry of a lost reply)",
+                         resource.container_id(claimed.obj))
+                claimed.obj = await self._await_answer(claimed)
+                return claimed
 
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._in_flight[(tenant.namespace, body_hash)] = future
+        key = (tenant.namespace, body_hash)
+        nonce = reply_claims.new_nonce() if idem is None else None
+        if nonce:
+            self._answering[nonce] = connected
+        # A task, so that a caller who goes away (a cancelled handler) does not cut the write short:
+        # the container it makes is then its retry's.
+        write = asyncio.ensure_future(self._write(tenant, params, idem, body_hash, skills, nonce))
+        self._in_flight[key] = (write, connected)
+        write.add_done_callback(lambda task: self._written(key, task, nonce))
         try:
-            obj = await self._write(tenant, params, idem, body_hash, skills)
-            future.set_result(obj)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: nobody may be waiting on it
+            obj = await asyncio.shield(write)
+        except asyncio.CancelledError:
+            write.add_done_callback(lambda task: self._abandoned(task, nonce))
             raise
-        finally:
-            self._in_flight.pop((tenant.namespace, body_hash), None)
-        obj = await self._await_running(obj)
+        claim = ReplyClaim(obj["metadata"]["namespace"], obj["metadata"]["name"], nonce) if nonce else None
+        obj = await self._await_answer(Answer(obj, claim))
         CREATE_SECONDS.observe(time.perf_counter() - started)
-        return obj
+        return Answer(obj, claim)
+
+    def _written(self, key: tuple[str, str], task: asyncio.Future, nonce: str | None) -> None:
+        if self._in_flight.get(key, (None,))[0] is task:
+            del self._in_flight[key]
+        if nonce and (task.cancelled() or task.exception() is not None):
+            self._answering.pop(nonce, None)  # nothing was made: no reply is owed
+
+    def _abandoned(self, task: asyncio.Future, nonce: str | None) -> None:
+        """The caller left while its container was being written: record its reply as lost."""
+        if nonce and not task.cancelled() and task.exception() is None:
+            obj = task.result()
+            self.settle(Answer(obj, ReplyClaim(obj["metadata"]["namespace"], obj["metadata"]["name"], nonce)), False)
+
+    async def _await_answer(self, answer: Answer) -> dict:
+        """`_await_running`, recording the reply as lost if the caller leaves meanwhile."""
+        try:
+            return await self._await_running(answer.obj)
+        except asyncio.CancelledError:
+            self.settle(answer, False)
+            raise
+
+    def settle(self, answer: Answer, delivered: bool) -> None:
+        """Record whether the reply naming `answer.obj` reached its caller (in the background:
+        the reply is already out)."""
+        if answer.claim is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._settle(answer.claim, delivered))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _settle(self, claim: ReplyClaim, delivered: bool) -> None:
+        outcome = reply_claims.DELIVERED if delivered else reply_claims.LOST
+        try:
+            if not await self.cluster.swap_annotation(claim.namespace, claim.name, reply_claims.KEY, claim.value,
+                                                      outcome):
+                # Expected when this reply's caller had gone and its retry came first.
+                log.info("container %s/%s was claimed by a retry before its reply was recorded as %s",
+                            claim.namespace, claim.name, outcome)
+            elif not delivered:
+                log.info("the reply naming container %s/%s did not reach its caller; a retry may claim it",
+                         claim.namespace, claim.name)
+        except Exception as exc:
+            log.warning("could not record the reply of container %s/%s as %s: %s", claim.namespace, claim.name,
+                        outcome, exc)
+        finally:
+            self._answering.pop(claim.nonce, None)
 
     # --- finding the container a retry refers to ------------------------------------------------
 
-    def _find_existing(self, tenant: Tenant, idem: str | None, body_hash: str, retry_count: int) -> dict | None:
-        candidates = self.cluster.containers.in_namespace(tenant.namespace)
-        if idem is not None:
-            return next((o for o in candidates if resource.annotations(o).get(names.ANNOTATION_IDEMPOTENCY) == idem),
-                        None)
-        if retry_count <= 0:
-            return None
+    def _find_keyed(self, tenant: Tenant, idem: str) -> dict | None:
+        return next((o for o in self.cluster.containers.in_namespace(tenant.namespace)
+                     if resource.annotations(o).get(names.ANNOTATION_IDEMPOTENCY) == idem), None)
+
+    async def _claim_for_retry(self, tenant: Tenant, body_hash: str, connected: Connected) -> Answer | None:
+        """A container of this body whose reply was lost, claimed for this retry; None: create anew."""
+        in_flight = self._in_flight.get((tenant.namespace, body_hash))
+        if in_flight is not None and not in_flight[1]():
+            # The original is still being written here and its caller has gone: this is its retry.
+            try:
+                await asyncio.shield(in_flight[0])
+            except Exception:
+                pass  # the original failed: the candidates below decide
+        deadline = time.monotonic() + self.wait_seconds + SETTLE_MARGIN_SECONDS
         recent = time.time() - self.retry_window_seconds
-        matches = [o for o in candidates
-                   if resource.annotations(o).get(names.ANNOTATION_REQUEST_HASH) == body_hash
-                   and resource.created_at(o) >= recent]
-        return max(matches, key=resource.created_at, default=None)
+        candidates = sorted((o for o in self.cluster.containers.in_namespace(tenant.namespace)
+                             if resource.annotations(o).get(names.ANNOTATION_REQUEST_HASH) == body_hash
+                             and resource.created_at(o) >= recent), key=resource.created_at, reverse=True)
+        for candidate in candidates:
+            claimed = await self._claim(candidate, connected, deadline)
+            if claimed is not None:
+                return claimed
+        return None
+
+    async def _claim(self, obj: Mapping, connected: Connected, deadline: float) -> Answer | None:
+        namespace, name, cid = obj["metadata"]["namespace"], obj["metadata"]["name"], resource.container_id(obj)
+        cache = self.cluster.containers
+
+        def reply_state() -> str | None:
+            current = cache.get(namespace, cid)
+            return resource.annotations(current).get(reply_claims.KEY) if current is not None else None
+
+        value = reply_state()
+        answerer = reply_claims.pending_nonce(value)
+        if answerer is not None and answerer not in self._answering:
+            # Another replica is answering (or has answered: its record is on the way): wait for it.
+            await cache.wait_for(lambda: reply_state() != value, max(0.0, deadline - time.monotonic()))
+            value = reply_state()
+        for _ in range(3):  # the state may move under us (its answerer recording `lost`): look again
+            answerer = reply_claims.pending_nonce(value)
+            if value is None or value == reply_claims.DELIVERED:
+                return None  # its caller has it (or it was not made by a create of this gateway)
+            if answerer is not None and self._answering.get(answerer, _gone)():
+                return None  # another caller is waiting for that reply here
+            nonce = reply_claims.new_nonce()
+            self._answering[nonce] = connected
+            try:
+                swapped = await self.cluster.swap_annotation(namespace, name, reply_claims.KEY, value,
+                                                             reply_claims.pending(nonce))
+            except Exception as exc:
+                log.warning("could not claim container %s/%s for a retry: %s", namespace, name, exc)
+                swapped = False
+            if swapped:
+                return Answer(cache.get(namespace, cid) or dict(obj), ReplyClaim(namespace, name, nonce))
+            self._answering.pop(nonce, None)
+            current = await self.cluster.get_container(namespace, name)
+            value = resource.annotations(current).get(reply_claims.KEY) if current else None
+        return None
 
     # --- writing ---------------------------------------------------------------------------
 
     async def _write(self, tenant: Tenant, params: ContainerCreateParams, idem: str | None, body_hash: str,
-                     skills: list[dict] | None = None) -> dict:
+                     skills: list[dict] | None, nonce: str | None) -> dict:
         namespace = tenant.namespace
         name = resource.resource_name(params.name, idem[:10] if idem else None)
         secret_name = names.domain_secrets_name(name)
@@ -127,6 +252,8 @@ class ContainerCreator:
                        names.ANNOTATION_CREATED_AT: resource.format_precise_time(datetime.now(timezone.utc))}
         if idem:
             annotations[names.ANNOTATION_IDEMPOTENCY] = idem
+        if nonce:
+            annotations[reply_claims.KEY] = reply_claims.pending(nonce)
         obj = resource.new_resource(namespace, name, resource.spec_from_params(params, secret_name, skills), annotations)
 
         if secret_data:

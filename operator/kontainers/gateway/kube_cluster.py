@@ -128,6 +128,18 @@ class KubeCluster:
         except ApiException as exc:
             raise _error(exc) from None
 
+    async def swap_annotation(self, namespace: str, name: str, key: str, expected: str, value: str) -> bool:
+        path = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+        try:
+            await self._containers.json_patch(namespace, name, [{"op": "test", "path": path, "value": expected},
+                                                                {"op": "replace", "path": path, "value": value}])
+        except ApiException as exc:
+            # A failed `test` is 422 (409 on some API server versions); 404: the Container is gone.
+            if exc.status in (404, 409, 422):
+                return False
+            raise _error(exc) from None
+        return True
+
     # --- Secrets -----------------------------------------------------------------------------
 
     async def put_secret(self, namespace: str, name: str, string_data: Mapping[str, str],
