@@ -438,9 +438,13 @@ state = '{state / "state"}'
         for _ in range(50):
             pids = set()
             for root in KUBEPODS_CGROUPS:
-                for procs in Path(root).rglob("cgroup.procs") if Path(root).is_dir() else ():
+                # os.walk, not Path.rglob: the kubelet removes pod cgroups while we look, and a
+                # directory that vanished mid-walk is skipped instead of raising.
+                for directory, _, files in os.walk(root):
+                    if "cgroup.procs" not in files:
+                        continue
                     try:
-                        pids.update(int(p) for p in procs.read_text().split())
+                        pids.update(int(p) for p in Path(directory, "cgroup.procs").read_text().split())
                     except OSError:
                         continue
             if not pids:
