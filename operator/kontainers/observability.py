@@ -207,6 +207,14 @@ FILE_BYTES = Counter(
 )
 for _direction in ("upload", "download"):
     FILE_BYTES.labels(_direction)  # export both series from the start, at zero
+STORE_SWEPT = Counter(
+    "kontainers_store_swept",
+    "Files the gateway's store sweep removed, by kind: expired (past expires_at), bundle (a skill "
+    "bundle no Container and no skill version names).",
+    ["kind"],
+)
+for _kind in ("expired", "bundle"):
+    STORE_SWEPT.labels(_kind)
 EXEC_OUTCOMES = ("success", "failure", "timeout", "error")
 EXEC_COMMANDS = Counter(
     "kontainers_exec_commands",

@@ -143,6 +143,8 @@ class FilesSettings(BaseSettings):
     upload_part_max_bytes: int = 64 * 1024 ** 2  # one part (64 MB)
     upload_expiry_seconds: int = 3600  # an unfinished Upload expires (and loses its parts) after this
     upload_sweep_seconds: float = 60.0  # how often expired Uploads' parts are looked for and removed
+    # How often (and once at start) expired files and skill bundles nothing names leave the store.
+    store_sweep_seconds: float = 300.0
 
 
 class SidecarSettings(BaseSettings):

@@ -30,6 +30,7 @@ from kontainers.files.store import (
     TenantFileStore,
     check_tenant,
     coalesced,
+    is_tenant,
     is_valid_id,
     limited,
     with_bytes,
@@ -174,6 +175,16 @@ class FilesystemStore(TenantFileStore):
 
     async def ids(self, tenant: str) -> list[str]:
         return await asyncio.to_thread(self._ids, tenant)
+
+    async def tenants(self) -> list[str]:
+        return await asyncio.to_thread(self._tenants)
+
+    def _tenants(self) -> list[str]:
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return []
+        return sorted(e.name for e in entries if is_tenant(e.name) and e.is_dir(follow_symlinks=False))
 
     def _ids(self, tenant: str) -> list[str]:
         try:

@@ -26,6 +26,7 @@ from kontainers.files.store import (
     TenantFileStore,
     check_tenant,
     coalesced,
+    is_tenant,
     is_valid_id,
     limited,
     with_bytes,
@@ -220,6 +221,16 @@ class S3Store(TenantFileStore):
             for item in page.get("Contents", []):
                 name = item["Key"][len(prefix) :]
                 if is_valid_id(name):
+                    found.append(name)
+        return sorted(found)
+
+    async def tenants(self) -> list[str]:
+        found: list[str] = []
+        paginator = self._client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                name = common["Prefix"][len(self.prefix):].rstrip("/")
+                if is_tenant(name):
                     found.append(name)
         return sorted(found)
 

@@ -52,6 +52,11 @@ def is_valid_id(file_id: str) -> bool:
     return bool(_ID_RE.match(file_id))
 
 
+def is_tenant(name: str) -> bool:
+    """A tenant's name (never the hidden `.uploads`, `.skills` beside the tenants)."""
+    return bool(_TENANT_RE.match(name))
+
+
 def check_tenant(tenant: str) -> str:
     if not _TENANT_RE.match(tenant):
         raise ValueError(f"invalid tenant {tenant!r}")
@@ -151,11 +156,16 @@ class TenantFileStore(abc.ABC):
     @abc.abstractmethod
     async def rewrite_record(self, record: TenantFile) -> None:
         """Replace the record of a stored file (same id and bytes). Only for an upload whose
-        multipart fields came after its `file` part, before it was answered."""
+        multipart fields came after its `file` part, before it was answered, and for the
+        `created_at` of a reused skill bundle (which the sweep reads with `stat`, never cached)."""
 
     @abc.abstractmethod
     async def ids(self, tenant: str) -> list[str]:
         """Every stored id of a tenant, ascending (= by creation time). Names only: cheap."""
+
+    @abc.abstractmethod
+    async def tenants(self) -> list[str]:
+        """Every tenant holding files, ascending (for sweeps over the whole store)."""
 
     async def start(self) -> None:
         """Prepare the backend (directories, bucket). Called once before use."""

@@ -13,7 +13,7 @@ from ..observability import http_metrics_middleware, start_ops_server
 from ..resources import names
 from . import files_api
 from ..settings import FilesSettings, GatewaySettings
-from . import container_routes, exec_routes, file_routes, skills_api, uploads_api
+from . import container_routes, exec_routes, file_routes, skills_api, store_sweep, uploads_api
 from .activity import ActivityRecorder, annotation_writer
 from .auth import auth_middleware
 from .cluster import Cluster
@@ -55,6 +55,7 @@ def create_app(settings: GatewaySettings | None = None, *, cluster: Cluster | No
     files_api.setup(app, files)  # /v1/files and its store
     uploads_api.setup(app)  # /v1/uploads, beside the file store
     skills_api.setup(app)  # /v1/skills, beside the file store
+    store_sweep.setup(app)  # expired files and unused skill bundles leave the store
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -17,10 +17,12 @@ import contextlib
 import hashlib
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from kontainers.files.store import FileNotFound, TenantFile, TenantFileStore
 from kontainers.api.errors import bad_request, file_not_found
+from kontainers.gateway.keyed_locks import KeyedLocks
 from kontainers.gateway.skill_refs import reference_entry, resolve_reference
 from kontainers.skills.bundle import SkillBundleError, decode_inline, validate
 
@@ -31,6 +33,11 @@ MAX_FILE_IDS = 100  # the Container resource's limits (spec.fileIds, spec.skills
 MAX_SKILLS = 64
 SKILL_BUNDLE_PREFIX = "skill-"
 SKILL_BUNDLE_PURPOSE = "skills"  # internal: never listed by /v1/files (ids do not start with file-)
+# A bundle stored or reused this recently is never swept (gateway/store_sweep.py): it is kept
+# before the Container or skill version naming it is written, so that write may still be on its way.
+BUNDLE_GRACE_SECONDS = 3600
+# A reuse of a bundle and the sweep's removal of it never interleave in this process.
+BUNDLE_LOCKS = KeyedLocks()
 
 
 def skill_bundle_id(zip_bytes: bytes) -> tuple[str, str]:
@@ -111,16 +118,25 @@ async def keep_bundle(store: TenantFileStore, tenant: str, folder: str, data: by
 
 async def keep_bundle_stream(store: TenantFileStore, tenant: str, folder: str, digest: str,
                              chunks: AsyncIterable[bytes], size: int) -> str:
-    """Store a bundle of known digest as the tenant's `skill-…` file, unless the same zip is there."""
+    """Store a bundle of known digest as the tenant's `skill-…` file, unless the same zip is there.
+
+    Either way the bundle is fresh afterwards (`created_at` within the last half grace period),
+    so the sweep leaves it to the create now naming it.
+    """
     bundle_id = bundle_id_of(digest)
-    try:
-        await store.stat(tenant, bundle_id)
-        return bundle_id  # the same zip was stored before
-    except FileNotFound:
-        pass
-    record = TenantFile(id=bundle_id, tenant=tenant, filename=f"{folder}.zip", purpose=SKILL_BUNDLE_PURPOSE,
-                        created_at=int(time.time()))
-    await store.put(record, chunks, max_bytes=size)
+    async with BUNDLE_LOCKS(tenant, bundle_id):
+        now = int(time.time())
+        try:
+            found = await store.stat(tenant, bundle_id)
+        except FileNotFound:
+            found = None
+        if found is not None:  # the same zip was stored before
+            if found.created_at < now - BUNDLE_GRACE_SECONDS // 2:
+                await store.rewrite_record(replace(found, created_at=now))
+            return bundle_id
+        record = TenantFile(id=bundle_id, tenant=tenant, filename=f"{folder}.zip", purpose=SKILL_BUNDLE_PURPOSE,
+                            created_at=now)
+        await store.put(record, chunks, max_bytes=size)
     return bundle_id
 
 

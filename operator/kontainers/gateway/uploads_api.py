@@ -18,7 +18,6 @@ Upload — never a partial File).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -45,6 +44,7 @@ from kontainers.gateway.auth import TENANT
 from kontainers.gateway.bodies import multipart_parts, part_chunks, read_json_object
 from kontainers.gateway.files_api import CHUNK, FILE_STORE, FILES_SETTINGS, clean_filename
 from kontainers.gateway.keyed_locks import KeyedLocks
+from kontainers.gateway.periodic import repeat, running
 from kontainers.observability import FILE_BYTES
 
 log = logging.getLogger(__name__)
@@ -68,24 +68,16 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     """Start the store (after the file store: it may share its client) and the expiry sweep."""
     uploads = app[UPLOAD_STORE]
     await uploads.start()
-    task = asyncio.create_task(_sweep_forever(app), name="upload expiry sweep")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    sweeps = repeat(lambda: _sweep(app), lambda: app[FILES_SETTINGS].upload_sweep_seconds, what="upload sweep")
+    async with running(sweeps, "upload expiry sweep"):
+        yield
     await uploads.close()
 
 
-async def _sweep_forever(app: web.Application) -> None:
-    uploads, locks = app[UPLOAD_STORE], app[UPLOAD_LOCKS]
-    while True:
-        try:
-            counts = await uploads.sweep(guard=locks)
-            if any(counts.values()):
-                log.info("uploads swept", extra=counts)
-        except Exception:  # a store hiccup must not end the sweep: try again next round
-            log.exception("upload sweep failed")
-        await asyncio.sleep(app[FILES_SETTINGS].upload_sweep_seconds)
+async def _sweep(app: web.Application) -> None:
+    counts = await app[UPLOAD_STORE].sweep(guard=app[UPLOAD_LOCKS])
+    if any(counts.values()):
+        log.info("uploads swept", extra=counts)
 
 
 def upload_not_found(upload_id: str) -> APIError:
