@@ -129,10 +129,15 @@ class SidecarClient:
 
     async def _error(self, obj: Mapping, response: aiohttp.ClientResponse) -> APIError:
         if response.status == 401:
-            self.forget(obj)  # a re-created Secret: read the token again next time
-            log.warning("sidecar of %s/%s rejected the gateway's token", obj["metadata"]["namespace"],
-                        obj["metadata"]["name"])
-            return APIError(502, "The container's file service rejected the gateway.", type="server_error")
+            # Tokens are per container, so this is not our sidecar: the address still belongs to a
+            # deleted pod's (its IP handed to this one before it went), or the Secret was re-created.
+            # Both pass: answer "not ready, retry" (the SDK retries a 503 after Retry-After), and
+            # read the token again next time.
+            self.forget(obj)
+            log.warning("the sidecar answering for %s/%s at %s does not know its token (a previous pod's, or a "
+                        "re-created Secret); answering not ready", obj["metadata"]["namespace"],
+                        obj["metadata"]["name"], (obj.get("status") or {}).get("podIP"))
+            return not_ready(self.retry_after)
         try:
             error = (await _json(response))["error"]
             return APIError(response.status, str(error.get("message") or response.reason), type=error.get("type")
