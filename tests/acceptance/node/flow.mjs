@@ -1,34 +1,11 @@
 // The short containers flow with the official `openai` npm package, unmodified.
 // Reads OPENAI_BASE_URL and OPENAI_API_KEY like any app would; prints one JSON line per step and
 // `{"ok": true, ...}` at the end; exits non-zero on the first failure.
-import { randomBytes, createHash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import OpenAI, { toFile } from 'openai';
+import { check, done, expectError, sha256, step } from './lib.mjs';
 
 const client = new OpenAI(); // OPENAI_BASE_URL / OPENAI_API_KEY from the environment
-const results = {};
-
-function step(name, value) {
-  results[name] = value;
-  console.log(JSON.stringify({ step: name, value }));
-}
-
-function check(condition, message) {
-  if (!condition) throw new Error(`check failed: ${message}`);
-}
-
-async function expectError(promise, ErrorClass, status) {
-  try {
-    await promise;
-  } catch (error) {
-    check(error instanceof ErrorClass, `expected ${ErrorClass.name}, got ${error?.constructor?.name}: ${error}`);
-    check(error.status === status, `expected status ${status}, got ${error.status}`);
-    check(typeof error.error?.message === 'string', 'the error body carries error.message');
-    return error;
-  }
-  throw new Error(`expected ${ErrorClass.name}, but the call succeeded`);
-}
-
-const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 
 const name = `node-${randomBytes(4).toString('hex')}`;
 const container = await client.containers.create({
@@ -99,4 +76,4 @@ for (let attempt = 0; ; attempt++) {
 }
 step('delete', true);
 
-console.log(JSON.stringify({ ok: true, sdk: 'openai-node', steps: Object.keys(results) }));
+done('openai-node');
