@@ -191,8 +191,9 @@ class AbandonFirstCreate(httpx.HTTPTransport):
         if request.method == "POST" and request.url.path.endswith("/containers") and not self.abandoned:
             self.abandoned += 1
             # The gateway answers a create once the container is running: far later than 20 ms.
-            with httpx.Client(timeout=httpx.Timeout(5.0, read=0.02)) as impatient:
-                impatient.send(request)  # raises ReadTimeout, and closes its connection
+            # (The SDK puts its own timeout in the request's extensions; this one replaces it.)
+            request.extensions["timeout"] = httpx.Timeout(5.0, read=0.02).as_dict()
+            super().handle_request(request)  # raises ReadTimeout, and closes its connection
             raise AssertionError("the create answered within 20 ms")
         return super().handle_request(request)
 
