@@ -213,6 +213,9 @@ def run_full(size: int, work: Path, rounds: int) -> None:
     sidecar_port = free_port()
     dev = subprocess.Popen(
         [sys.executable, "-m", "kontainers.cli", "dev", "--state-dir", str(state), "--port", "0",
+         # Fake nodes: the sidecars are host processes (no pod network in the figures), and the
+         # bench runs beside a real node in use.
+         "--fake-nodes",
          "--sidecar-port", str(sidecar_port)],
         env=env, stdout=(work / "dev.out").open("wb"), stderr=subprocess.STDOUT,
     )

@@ -116,6 +116,9 @@ def run(size: int, part_size: int, rounds: int, work: Path) -> None:
            "KONTAINERS_SIDECAR_LOG_LEVEL": "WARNING"}
     dev = subprocess.Popen(
         [sys.executable, "-m", "kontainers.cli", "dev", "--state-dir", str(state), "--port", "0",
+         # Fake nodes: the sidecars are host processes (no pod network in the figures), and the
+         # bench runs beside a real node in use.
+         "--fake-nodes",
          "--sidecar-port", str(free_port())],
         env=env, stdout=(work / "dev.out").open("wb"), stderr=subprocess.STDOUT,
     )
