@@ -41,6 +41,10 @@ class OperatorSettings(BaseSettings):
     cpu_requests: dict[str, str] = {"1g": "100m", "4g": "250m", "16g": "500m", "64g": "1"}
     cpu_limits: dict[str, str] = {"1g": "1", "4g": "2", "16g": "4", "64g": "8"}  # a missing size: no CPU limit
     sidecar_port: int = 8081
+    # Pods carry the readiness gate `kontainers.dev/sidecar-ready` (names.CONDITION_SIDECAR_READY):
+    # for nodes whose files sidecar runs outside the pod (kwok with the dev node agent), so that
+    # `running` waits until it answers for that pod.
+    sidecar_readiness_gate: bool = False
     sidecar_requests: dict[str, str] = {"cpu": "10m", "memory": "32Mi"}
     sidecar_limits: dict[str, str] = {"cpu": "500m", "memory": "256Mi"}
     data_size_limit: str = "10Gi"  # emptyDir at /mnt/data

@@ -188,11 +188,12 @@ def test_two_instances_on_fake_nodes_coexist(tmp_path):
         envs = [read_env(state / "env") for _, state, _ in runs]
         assert envs[0]["OPENAI_BASE_URL"] != envs[1]["OPENAI_BASE_URL"]
         for index, env in enumerate(envs):
-            # More retries than the SDK's 2: a sidecar may answer a moment after `running` on a
-            # loaded machine (503 container_not_ready); this test is about the two instances.
-            client = openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"], max_retries=8)
+            # No retries: `running` waits for the node agent's sidecar (the readiness gate), so
+            # the file calls right after it must not meet a 503.
+            client = openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"], max_retries=0)
             try:
                 container = client.containers.create(name=f"twin-{index}")
+                assert container.status == "running"
                 client.containers.files.create(container.id, file=("who.txt", f"instance {index}".encode()))
                 (listed,) = list(client.containers.files.list(container.id))
                 content = client.containers.files.content.retrieve(listed.id, container_id=container.id)

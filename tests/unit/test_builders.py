@@ -220,3 +220,9 @@ def test_a_pod_from_before_the_inputs_digest_is_kept_unless_its_size_changed():
     del older["metadata"]["annotations"][ANNOTATION_INPUTS_HASH]
     assert not needs_replacement(older, build_pod(ref(), OperatorSettings(sidecar_image="kontainers:next")))
     assert needs_replacement(older, build_pod(ref(memory_limit="4g"), OperatorSettings()))
+
+
+def test_the_sidecar_readiness_gate_is_added_only_when_asked_for():
+    assert "readinessGates" not in build_pod(ref(), OperatorSettings())["spec"]
+    gated = build_pod(ref(), OperatorSettings(sidecar_readiness_gate=True))["spec"]
+    assert gated["readinessGates"] == [{"conditionType": names.CONDITION_SIDECAR_READY}]

@@ -24,6 +24,17 @@ def test_running_needs_ip_and_ready():
     assert st.observe_pod(pod(ip=None)).status == "pending"
 
 
+def test_a_readiness_gate_holds_running_until_its_condition_is_true():
+    gated = pod()
+    gated["spec"] = {"readinessGates": [{"conditionType": names.CONDITION_SIDECAR_READY}]}
+    state = st.observe_pod(gated)  # kwok says Ready; the gate's condition is not there yet
+    assert state.status == "pending" and names.CONDITION_SIDECAR_READY in state.message
+    gated["status"]["conditions"].append({"type": names.CONDITION_SIDECAR_READY, "status": "False"})
+    assert st.observe_pod(gated).status == "pending"
+    gated["status"]["conditions"][-1]["status"] = "True"
+    assert st.observe_pod(gated) == st.PodState("running", pod_ip="127.66.0.9")
+
+
 def test_pending_reasons():
     assert st.observe_pod(None).reason == "PodMissing"
     unschedulable = {"status": {"phase": "Pending", "conditions": [

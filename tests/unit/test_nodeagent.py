@@ -11,9 +11,11 @@ import time
 from kubernetes_asyncio import client
 
 from kontainers.cluster.nodeagent import desired_sidecar
+from kontainers.resources import names
 
 
-def pod(*, phase="Running", ip="127.66.0.7", env=None, deleting=False, container="files") -> client.V1Pod:
+def pod(*, phase="Running", ip="127.66.0.7", env=None, deleting=False, container="files",
+        gates=()) -> client.V1Pod:
     if env is None:
         env = [client.V1EnvVar(
             name="KONTAINERS_SIDECAR_TOKEN",
@@ -22,7 +24,8 @@ def pod(*, phase="Running", ip="127.66.0.7", env=None, deleting=False, container
     return client.V1Pod(
         metadata=client.V1ObjectMeta(name="p", namespace="ns", uid="u1",
                                      deletion_timestamp="2026-01-01T00:00:00Z" if deleting else None),
-        spec=client.V1PodSpec(containers=[client.V1Container(name="sandbox"), client.V1Container(name=container, env=env)]),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="sandbox"), client.V1Container(name=container, env=env)],
+                              readiness_gates=[client.V1PodReadinessGate(condition_type=g) for g in gates] or None),
         status=client.V1PodStatus(phase=phase, pod_ip=ip),
     )
 
@@ -31,6 +34,7 @@ def test_a_running_pod_with_an_ip_wants_a_sidecar_with_its_secret():
     want = desired_sidecar(pod())
     assert (want.namespace, want.pod, want.uid, want.ip) == ("ns", "p", "u1", "127.66.0.7")
     assert (want.secret_name, want.secret_key, want.literal_token) == ("s", "token", None)
+    assert not want.gated and desired_sidecar(pod(gates=[names.CONDITION_SIDECAR_READY])).gated
 
 
 def test_pods_not_running_without_ip_deleting_or_without_files_container_want_none():

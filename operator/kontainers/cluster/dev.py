@@ -179,6 +179,8 @@ class DevStack:
             "KONTAINERS_OPERATOR_OPS_HOST": "127.0.0.1",
             "KONTAINERS_OPERATOR_OPS_PORT": str(operator_ops_port),
             "KONTAINERS_OPERATOR_STANDALONE": "true",  # one replica: no peering object needed
+            # kwok marks pods Ready at once; `running` waits for the node agent's sidecar instead.
+            "KONTAINERS_OPERATOR_SIDECAR_READINESS_GATE": "true",
         })
         gateway = self._start_kontainers("gateway", {
             "KONTAINERS_GATEWAY_HOST": "127.0.0.1",

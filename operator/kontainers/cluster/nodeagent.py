@@ -30,6 +30,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from kubernetes_asyncio import client
@@ -72,6 +73,7 @@ class PodSidecar:
     secret_name: str | None  # None when the token is a literal value in the pod spec
     secret_key: str | None
     literal_token: str | None = None
+    gated: bool = False  # the pod waits for our CONDITION_SIDECAR_READY before it is Ready
 
     def __repr__(self) -> str:  # never print a token, even by accident
         return f"PodSidecar({self.namespace}/{self.pod} uid={self.uid} ip={self.ip})"
@@ -98,6 +100,7 @@ def desired_sidecar(pod: client.V1Pod) -> PodSidecar | None:
         namespace=meta.namespace, pod=meta.name, uid=meta.uid, ip=status.pod_ip,
         secret_name=ref.name if ref else None, secret_key=ref.key if ref else None,
         literal_token=None if ref else env.value,
+        gated=any(g.condition_type == names.CONDITION_SIDECAR_READY for g in spec.readiness_gates or ()),
     )
 
 
@@ -320,11 +323,32 @@ class DevNodeAgent:
             if await asyncio.to_thread(answers, f"{running.url}/healthz"):
                 running.ready.set()
                 self._backoff.pop((running.want.namespace, running.want.pod), None)
+                if running.want.gated:
+                    await self._mark_sidecar_ready(running.want)
                 return
             await asyncio.sleep(0.05)
         self._failures[(running.want.namespace, running.want.pod)] = (
             f"the sidecar did not answer /healthz; log tail:\n{running.component.tail(10)}"
         )
+
+    async def _mark_sidecar_ready(self, want: PodSidecar) -> None:
+        """Set the pod's readiness gate: its sidecar answers. The uid in the patch makes the API
+        server refuse it for another pod of the same name."""
+        condition = {"type": names.CONDITION_SIDECAR_READY, "status": "True",
+                     "lastTransitionTime": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        for attempt in range(5):
+            try:
+                await client.CoreV1Api(self._api).patch_namespaced_pod_status(
+                    want.pod, want.namespace, {"metadata": {"uid": want.uid}, "status": {"conditions": [condition]}})
+                return
+            except ApiException as exc:
+                if exc.status in (404, 409) or attempt == 4:  # gone, or another pod by now
+                    self._failures[(want.namespace, want.pod)] = (
+                        f"setting {names.CONDITION_SIDECAR_READY} failed ({exc.status})")
+                    log.warning("dev node agent: could not set the sidecar readiness gate",
+                                extra={"pod": f"{want.namespace}/{want.pod}", "status": exc.status})
+                    return
+                await asyncio.sleep(0.2 * (attempt + 1))
 
     async def _stop_sidecar(self, key: tuple[str, str], *, remove_data: bool) -> None:
         running = self._running.pop(key, None)

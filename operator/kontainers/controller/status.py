@@ -86,11 +86,16 @@ def observe_pod(pod: Mapping[str, Any] | None) -> PodState:
         return PodState("failed", Reason.POD_COMPLETED, "the sandbox pod exited")
     if phase == "Running":
         ready = _condition(pod, "Ready")
-        if status.get("podIP") and ready.get("status") == "True":
+        # Readiness gates count as a kubelet counts them (kwok marks pods Ready without them).
+        gates = [g.get("conditionType") for g in (pod.get("spec") or {}).get("readinessGates") or []]
+        gated = next((g for g in gates if _condition(pod, g).get("status") != "True"), None)
+        if status.get("podIP") and ready.get("status") == "True" and gated is None:
             return PodState("running", pod_ip=status["podIP"])
         waiting = _waiting(pod)
         if waiting:
             return PodState("pending", *waiting)
+        if gated is not None and ready.get("status") == "True":
+            return PodState("pending", Reason.CONTAINERS_NOT_READY, f"waiting for the pod condition {gated}")
         return PodState("pending", ready.get("reason") or Reason.CONTAINERS_NOT_READY,
                         ready.get("message") or "the sandbox pod is not ready yet")
     scheduled = _condition(pod, "PodScheduled")

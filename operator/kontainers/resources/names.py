@@ -26,6 +26,10 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 ANNOTATION_LAST_ACTIVE = f"{GROUP}/last-active-at"  # RFC 3339, written (debounced) by the gateway
 ANNOTATION_IDEMPOTENCY = f"{GROUP}/idempotency"  # hash of the API key + Idempotency-Key
 ANNOTATION_REQUEST_HASH = f"{GROUP}/request-hash"  # hash of the create body, for lost-reply retries
+# A pod readiness gate: True once the files sidecar answers for this very pod. Set by whatever runs
+# the sidecar outside the pod (the dev node agent on fake nodes); a real node's readiness probe
+# does the same job, so the gate is only added when asked for.
+CONDITION_SIDECAR_READY = f"{GROUP}/sidecar-ready"
 ANNOTATION_REPLY = f"{GROUP}/reply"  # whether a create's reply reached its caller (gateway/reply_claims.py)
 ANNOTATION_FILES_DELIVERED = f"{GROUP}/files-delivered"  # pod IP the gateway delivered fileIds/skills to
 ANNOTATION_CREATED_AT = f"{GROUP}/created-at"  # RFC 3339 to the µs, by the gateway: list order within a second

@@ -169,6 +169,8 @@ def build_pod(ref: ContainerRef, settings: OperatorSettings, extras: Iterable[Sa
             {"name": "files-tmp", "emptyDir": {"sizeLimit": "64Mi"}},
         ] + [v for x in extras for v in x.volumes],
     }
+    if settings.sidecar_readiness_gate:
+        spec["readinessGates"] = [{"conditionType": names.CONDITION_SIDECAR_READY}]
     if settings.runtime_class_name:
         spec["runtimeClassName"] = settings.runtime_class_name
     if settings.sandbox_node_selector:
