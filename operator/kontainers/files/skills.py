@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kontainers.files.fsstore import unlink_quietly, write_atomically
-from kontainers.files.store import check_tenant
+from kontainers.files.store import check_tenant, new_file_id
 
 if TYPE_CHECKING:
     from kontainers.files.store import TenantFileStore
@@ -47,8 +47,8 @@ class SkillNotFound(Exception):
 
 
 def _time_id(prefix: str, after: str | None = None) -> str:
-    """An id whose lexical order is its creation order; past `after` even if the clock went back."""
-    new = f"{prefix}{time.time_ns() // 1000:013x}{secrets.token_hex(8)}"
+    """The file store's time-ordered id (`new_file_id`), past `after` even if the clock went back."""
+    new = new_file_id(prefix)
     if after is not None and new <= after:
         new = f"{prefix}{int(after[len(prefix):len(prefix) + 13], 16) + 1:013x}{secrets.token_hex(8)}"
     return new
