@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pythonjsonlogger.core import RESERVED_ATTRS
@@ -231,6 +231,28 @@ EXEC_SECONDS = Histogram(
 for _outcome in EXEC_OUTCOMES:
     EXEC_COMMANDS.labels(_outcome)
     EXEC_SECONDS.labels(_outcome)
+POOL_SIZES = ("1g", "4g", "16g", "64g")
+POOL_PODS = Gauge(
+    "kontainers_warm_pool_pods",
+    "Unclaimed warm-pool pods, by memory size and state: ready (claimable) or starting.",
+    ["size", "state"],
+)
+POOL_CLAIMS = Counter(
+    "kontainers_warm_pool_claims",
+    "Creates that looked for a warm pod, by memory size and result: hit (claimed one), miss (none "
+    "ready). Containers whose pod no pool pod fits are not counted.",
+    ["size", "result"],
+)
+POOL_CLAIM_SECONDS = Histogram(
+    "kontainers_warm_pool_claim_duration_seconds",
+    "Time from the start of a warm claim to the Container's first status write with the claimed pod.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5),
+)
+for _size in POOL_SIZES:
+    for _state in ("ready", "starting"):
+        POOL_PODS.labels(_size, _state)
+    for _result in ("hit", "miss"):
+        POOL_CLAIMS.labels(_size, _result)
 HTTP_REQUESTS = Counter(
     "kontainers_http_requests",
     "HTTP requests served, by route template, method and status code.",

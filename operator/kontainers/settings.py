@@ -65,6 +65,12 @@ class OperatorSettings(BaseSettings):
     allowlist_dns: bool = False  # also allow DNS to kube-dns (only if the proxy is addressed by name)
     dns_namespace: str = "kube-system"
     dns_pod_labels: dict[str, str] = {"k8s-app": "kube-dns"}
+    # Warm pool: ready, unclaimed sandbox pods per memory size, e.g. {"1g": 2}, kept in every
+    # namespace that holds a live Container and in `warm_pool_namespaces` (for a first create that
+    # is warm too). A create whose pod would be a pool pod claims one instead of waiting for its own.
+    warm_pool: dict[Literal["1g", "4g", "16g", "64g"], int] = {}
+    warm_pool_namespaces: list[str] = []
+    warm_pool_interval: float = 1.0  # seconds between checks of the pools (a claim checks at once)
     # Idle expiry: how often each Container is checked, and how long an expired one is kept.
     expiry_check_interval: float = 30.0
     expired_retention: float = 3600.0

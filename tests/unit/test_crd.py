@@ -47,7 +47,7 @@ def test_crd_names_columns_and_subresource():
     version = spec["versions"][0]
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["ID", "Display-Name", "Status", "Memory", "Network", "Last-Active", "Age"]
+    assert columns == ["ID", "Display-Name", "Status", "Memory", "Network", "Start", "Last-Active", "Age"]
 
 
 def test_spec_defaults_and_rules():

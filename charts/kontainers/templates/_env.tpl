@@ -54,6 +54,10 @@ dict values as JSON. Kept next to each other so a settings rename is one place t
   value: {{ toJson .Values.sandbox.sidecarResources.limits | quote }}
 - name: KONTAINERS_OPERATOR_DATA_SIZE_LIMIT
   value: {{ .Values.sandbox.dataSizeLimit | quote }}
+- name: KONTAINERS_OPERATOR_WARM_POOL
+  value: {{ toJson (.Values.sandbox.warmPool | default dict) | quote }}
+- name: KONTAINERS_OPERATOR_WARM_POOL_NAMESPACES
+  value: {{ toJson (.Values.sandbox.warmPoolNamespaces | default list) | quote }}
 - name: KONTAINERS_OPERATOR_GATEWAY_POD_LABELS
   value: {{ include "kontainers.gatewaySelectorJson" . | quote }}
 - name: KONTAINERS_OPERATOR_GATEWAY_NAMESPACE

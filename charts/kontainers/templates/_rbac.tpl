@@ -23,12 +23,14 @@ kontainers-egress-ca
   resources: [containers/status]
   verbs: [patch]
 # The sandbox pod of each Container: created, watched (label-selected) to follow its phase and IP,
-# read back when adopting after a restart, deleted on expiry or when it must be replaced.
+# read back when adopting after a restart, deleted on expiry or when it must be replaced; warm-pool
+# pods are patched when a Container claims one (labels and ownerReference).
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, create, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # The per-container sidecar-token Secret: created, read back when adopting, deleted on expiry.
-# No list/watch: the operator never enumerates Secrets.
+# No list/watch: the operator never enumerates Secrets (a warm-pool pod's own Secret is created
+# owned by its pod, so it never outlives it).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create, delete]

@@ -58,6 +58,7 @@ from kontainers.gateway.auth import key_hash
 from kontainers.kube import api_client
 from kontainers.observability import setup_logging
 from kontainers.resources import names
+from kontainers.resources.model import MEMORY_LIMITS
 
 log = logging.getLogger("kontainers.dev")
 
@@ -181,6 +182,9 @@ class DevStack:
             "KONTAINERS_OPERATOR_STANDALONE": "true",  # one replica: no peering object needed
             # kwok marks pods Ready at once; `running` waits for the node agent's sidecar instead.
             "KONTAINERS_OPERATOR_SIDECAR_READINESS_GATE": "true",
+            "KONTAINERS_OPERATOR_WARM_POOL": json.dumps(self.args.warm_pool),
+            # The dev tenant's first create is warm too.
+            "KONTAINERS_OPERATOR_WARM_POOL_NAMESPACES": json.dumps([self.args.tenant] if self.args.warm_pool else []),
         })
         gateway = self._start_kontainers("gateway", {
             "KONTAINERS_GATEWAY_HOST": "127.0.0.1",
@@ -419,6 +423,18 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def warm_pool_sizes(text: str) -> dict[str, int]:
+    """`1g=2,4g=1` → {"1g": 2, "4g": 1} (sizes with 0 left out)."""
+    sizes: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        size, _, count = item.partition("=")
+        if size not in MEMORY_LIMITS or not count.isdigit():
+            raise argparse.ArgumentTypeError(f"{item!r}: expected SIZE=N with SIZE one of {', '.join(MEMORY_LIMITS)}")
+        if int(count):
+            sizes[size] = int(count)
+    return sizes
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="kontainers dev", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -433,6 +449,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--bin-dir", type=Path, help="prebuilt control-plane binaries (default: the pinned build)")
     parser.add_argument("--fake-nodes", action="store_true",
                         help="kwok's fake node and the dev node agent instead of a real node")
+    parser.add_argument("--warm-pool", type=warm_pool_sizes, default="1g=2", metavar="SIZE=N[,SIZE=N]",
+                        help="ready sandbox pods kept per memory size (default 1g=2; 1g=0: none)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     args.state_dir = args.state_dir.resolve()

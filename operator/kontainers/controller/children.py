@@ -11,6 +11,7 @@ removes it only once the pod is gone.
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 
@@ -19,7 +20,7 @@ import kopf
 from ..resources.network_policy import build_network_policy, same_policy_spec
 from ..resources.owner import ContainerRef, owned_by, owner_reference
 from ..resources.pod import build_pod, needs_replacement
-from ..resources.secret import build_sidecar_secret, new_token
+from ..resources.secret import TOKEN_KEY, build_sidecar_secret, new_token
 from ..settings import OperatorSettings
 from .hooks import sandbox_extras
 from .kube import Body, Kube
@@ -42,9 +43,26 @@ async def _create_or_adopt(kube: Kube, ref: ContainerRef, desired: Body) -> tupl
     return existing, False
 
 
-async def ensure_secret(kube: Kube, ref: ContainerRef) -> bool:
-    _, created = await _create_or_adopt(kube, ref, build_sidecar_secret(ref, new_token()))
+async def ensure_secret(kube: Kube, ref: ContainerRef, token: str | None = None) -> bool:
+    """The Container's sidecar-token Secret: a new token, or `token` (a warm pod's own, which its
+    sidecar already holds). Whether it was created now."""
+    if token is None:
+        _, created = await _create_or_adopt(kube, ref, build_sidecar_secret(ref, new_token()))
+        return created
+    desired = build_sidecar_secret(ref, token)
+    existing, created = await _create_or_adopt(kube, ref, desired)
+    if created or secret_token(existing) == token:
+        return created
+    # Made by a cold start that stopped before its pod existed (nobody holds that token): the
+    # Secret is immutable, so it is replaced.
+    await kube.delete("Secret", ref.namespace, ref.secret_name, uid=existing["metadata"]["uid"])
+    _, created = await _create_or_adopt(kube, ref, desired)
     return created
+
+
+def secret_token(secret: Body) -> str | None:
+    value = (secret.get("data") or {}).get(TOKEN_KEY)
+    return base64.b64decode(value).decode() if value else None
 
 
 async def ensure_network_policy(kube: Kube, ref: ContainerRef, settings: OperatorSettings) -> bool:
@@ -70,7 +88,7 @@ async def restore_network_policy(kube: Kube, ref: ContainerRef, settings: Operat
     if created:
         pod = await kube.get("Pod", ref.namespace, ref.pod_name)
         if pod is not None:
-            await _policy_outlives(kube, ref, pod)
+            await policy_outlives(kube, ref, pod)
         return "recreated"
     return "reverted" if corrected else None
 
@@ -85,7 +103,7 @@ async def ensure_pod(kube: Kube, ref: ContainerRef, settings: OperatorSettings) 
     of the operator's is kept with its files (resources.pod.needs_replacement)."""
     desired = await desired_pod(kube, ref, settings)
     pod, created = await _create_or_adopt(kube, ref, desired)
-    await _policy_outlives(kube, ref, pod)
+    await policy_outlives(kube, ref, pod)
     if not created and not pod["metadata"].get("deletionTimestamp"):
         if needs_replacement(pod, desired):
             logger.info("replacing pod %s/%s: its Container asks for another pod", ref.namespace, ref.pod_name)
@@ -93,7 +111,7 @@ async def ensure_pod(kube: Kube, ref: ContainerRef, settings: OperatorSettings) 
     return pod, created
 
 
-async def _policy_outlives(kube: Kube, ref: ContainerRef, pod: Body) -> None:
+async def policy_outlives(kube: Kube, ref: ContainerRef, pod: Body) -> None:
     """Make `pod` an owner of the NetworkPolicy too, so that deleting the Container (the garbage
     collector deletes all its children at once) leaves the policy until the pod is gone."""
     policy = await kube.get("NetworkPolicy", ref.namespace, ref.network_policy_name)
@@ -109,10 +127,15 @@ async def _policy_outlives(kube: Kube, ref: ContainerRef, pod: Body) -> None:
 async def delete_children(kube: Kube, ref: ContainerRef) -> None:
     """Remove pod, Secret and — once the pod is gone — NetworkPolicy (expiry); absent ones are fine.
 
-    Called again when the pod's DELETED event arrives, and on resume."""
-    await kube.delete("Pod", ref.namespace, ref.pod_name)
+    Pods are found by the Container's id label, not by name: an expired status no longer names
+    its pod, which may have been a warm one. Called again when the pod's DELETED event arrives,
+    and on resume."""
+    pods = await kube.list_pods(ref.namespace, ref.pod_selector)
+    for pod in pods:
+        if not pod["metadata"].get("deletionTimestamp"):
+            await kube.delete("Pod", ref.namespace, pod["metadata"]["name"], uid=pod["metadata"]["uid"])
     await kube.delete("Secret", ref.namespace, ref.secret_name)
-    if await kube.get("Pod", ref.namespace, ref.pod_name) is None:
+    if not pods or not await kube.list_pods(ref.namespace, ref.pod_selector):
         await kube.delete("NetworkPolicy", ref.namespace, ref.network_policy_name)
 
 

@@ -25,14 +25,15 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
 import kopf
 
 from ..resources import delivery_gate as gate
-from ..observability import CONTAINERS, CREATE_SECONDS, RECONCILE_SECONDS, timed
+from ..observability import CONTAINERS, CREATE_SECONDS, POOL_CLAIM_SECONDS, RECONCILE_SECONDS, timed
 from ..resources import names
 from ..resources.model import ConditionType, EventReason, Reason
 from ..resources.owner import ContainerRef
@@ -40,9 +41,11 @@ from ..settings import OperatorSettings
 from . import status as st
 from .children import (
     delete_children,
+    desired_pod,
     ensure_network_policy,
     ensure_pod,
     ensure_secret,
+    policy_outlives,
     restore_network_policy,
 )
 from .events import post_event
@@ -51,6 +54,8 @@ from .kube import Body, Kube, is_namespace_terminating
 from .leadership import Peer, is_active
 from .lost_pods import RECONCILE, RECONCILE_FAILED, LostPods
 from .policy_drift import drifted_policies, guards_policy, policy_drifted
+from ..resources.warm_pool import fits
+from .warm_pool import WarmPool, pool_pod_snapshot
 from .writer import metric_key, update_status
 
 logger = logging.getLogger(__name__)
@@ -59,6 +64,8 @@ CONTAINERS_RESOURCE = (names.GROUP, names.VERSION, names.PLURAL)
 MAX_BACKOFF = 60.0  # seconds between retries of a failing reconcile, at most
 POD_LABELS = {names.LABEL_MANAGED_BY: names.MANAGED_BY, names.LABEL_COMPONENT: "sandbox"}
 POLICY_LABELS = {names.LABEL_MANAGED_BY: names.MANAGED_BY, names.LABEL_COMPONENT: "network-policy"}
+POOL_POD_LABELS = {names.LABEL_MANAGED_BY: names.MANAGED_BY, names.LABEL_POOL: kopf.PRESENT}
+POOL_POLICY_LABELS = {names.LABEL_MANAGED_BY: names.MANAGED_BY, names.LABEL_COMPONENT: "warm-pool-network-policy"}
 NETWORK_POLICIES = ("networking.k8s.io", "v1", "networkpolicies")
 
 
@@ -77,8 +84,9 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, me: Pe
 
     @kopf.on.startup(id="connect", registry=registry)
     async def connect(memo: kopf.Memo, containers: kopf.Index, pods: kopf.Index, policies: kopf.Index,
-                      **_: Any) -> None:
+                      pool_pods: kopf.Index, owned_pods: kopf.Index, pool_policies: kopf.Index, **_: Any) -> None:
         memo.kube = kube = await Kube.connect(settings.kubeconfig)
+        memo.pool = WarmPool(settings, pool_pods, owned_pods, pool_policies)
 
         def snapshot() -> list[Body]:
             return [body for store in containers.values() for body in store]
@@ -104,10 +112,21 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, me: Pe
                        lambda bodies: drifted_policies(bodies, policy_spec, settings), restore),
             name="expiry sweep")
 
+        def pool_namespaces() -> set[str]:
+            """Namespaces holding a live Container, and those configured to have pools anyway."""
+            live = {body["metadata"]["namespace"] for body in snapshot()
+                    if not _expired(body) and not body["metadata"].get("deletionTimestamp")}
+            return live | set(settings.warm_pool_namespaces)
+
+        if settings.warm_pool or settings.warm_pool_namespaces:
+            memo.pool_keeper = asyncio.create_task(
+                memo.pool.run(kube, pool_namespaces, lambda: is_active(kube, settings, me)), name="warm pool")
+
     @kopf.on.cleanup(id="disconnect", registry=registry)
     async def disconnect(memo: kopf.Memo, **_: Any) -> None:
-        if getattr(memo, "sweeper", None) is not None:
-            memo.sweeper.cancel()
+        for task in ("sweeper", "pool_keeper"):
+            if getattr(memo, task, None) is not None:
+                getattr(memo, task).cancel()
         if getattr(memo, "kube", None) is not None:
             await memo.kube.close()
 
@@ -118,7 +137,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, me: Pe
         try:
             with (timed(RECONCILE_SECONDS.labels("reconcile")), _backing_off(retry),
                   _unless_namespace_terminating()):
-                await _reconcile(memo.kube, settings, body, patch)
+                await _reconcile(memo.kube, settings, body, patch, memo.pool)
         except kopf.PermanentError as error:  # kopf gives up: the status must say so, not "pending"
             await _report_failure(memo.kube, body, str(error))
             raise
@@ -134,9 +153,26 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, me: Pe
     def pods(namespace: str, name: str, **_: Any) -> dict[tuple[str, str], bool]:
         return {(namespace, name): True}
 
+    # Unclaimed warm-pool pods by (namespace, size), and every sandbox pod by (namespace, owner
+    # uid): a claim that a restart interrupted is found there, not claimed twice.
+    @kopf.index("", "v1", "pods", id="pool_pods", labels=POOL_POD_LABELS, registry=registry)
+    def pool_pods(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[tuple[str, str], Body]:
+        return {(namespace, labels[names.LABEL_POOL]): pool_pod_snapshot(body)}
+
+    @kopf.index("", "v1", "pods", id="owned_pods", labels=POD_LABELS, registry=registry)
+    def owned_pods(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], str] | None:
+        owner = _owner(body)
+        return {(namespace, owner["uid"]): name} if owner is not None else None
+
+    @kopf.index(*NETWORK_POLICIES, id="pool_policies", labels=POOL_POLICY_LABELS, registry=registry)
+    def pool_policies(namespace: str, body: kopf.Body, **_: Any) -> dict[str, Body]:
+        return {namespace: dict(body.get("spec") or {})}
+
     @kopf.on.event("", "v1", "pods", id="pod", labels=POD_LABELS, registry=registry)
     async def pod_changed(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo,
                           containers: kopf.Index, **_: Any) -> None:
+        if event.get("type") == "DELETED":
+            memo.pool.forget(body["metadata"]["namespace"], body["metadata"]["name"])
         with timed(RECONCILE_SECONDS.labels("pod")), _unless_namespace_terminating():
             await _pod_changed(memo.kube, settings, event.get("type"), body, containers)
 
@@ -204,7 +240,8 @@ async def _event(kube: Kube, body: Mapping[str, Any], kind: str, *, reason: str,
 # --- create / resume / update ------------------------------------------------------------------
 
 
-async def _reconcile(kube: Kube, settings: OperatorSettings, body: kopf.Body, patch: kopf.Patch) -> None:
+async def _reconcile(kube: Kube, settings: OperatorSettings, body: kopf.Body, patch: kopf.Patch,
+                     pool: WarmPool | None = None) -> None:
     if body.meta.get("deletionTimestamp"):
         return
     ref = ContainerRef.from_body(body)
@@ -213,18 +250,25 @@ async def _reconcile(kube: Kube, settings: OperatorSettings, body: kopf.Body, pa
         return
     if body.meta.labels.get(names.LABEL_CONTAINER_ID) != ref.id:
         patch.metadata.labels[names.LABEL_CONTAINER_ID] = ref.id  # for `kubectl get -l`
+    # No pod recorded yet: a ready one from the warm pool, if one fits (else, or if none is left,
+    # the Container gets a pod of its own below).
+    if pool is not None and not body.status.get("podName") and pool.size_enabled(ref.spec.memory_limit):
+        if await _start_warm(kube, settings, pool, ref, body):
+            return
 
     secret_created, _ = await asyncio.gather(ensure_secret(kube, ref), ensure_network_policy(kube, ref, settings))
     # The pod is created only after the first status write: without a status there is no pod.
     pod = await kube.get("Pod", ref.namespace, ref.pod_name) if body.status.get("status") else None
+    if pod is None and ref.warm:
+        ref = ref.cold()  # the claimed pod is gone: the next one is made for this Container
     was_running = body.status.get("status") == "running"
 
     def identity_and_activity(current: Body) -> dict[str, Any] | None:
         if _expired(current):
             return None
         wanted: dict[str, Any] = {
-            "id": ref.id, "podName": ref.pod_name, "observedGeneration": ref.generation,
-            **st.activity_fields(current),
+            "id": ref.id, "podName": ref.pod_name, "start": "warm" if ref.warm else "cold",
+            "observedGeneration": ref.generation, **st.activity_fields(current),
         }
         if pod is None:  # the status says so before the pod exists, so pod events come after
             wanted.update(st.pod_status_fields(st.STARTING))
@@ -261,6 +305,60 @@ async def _reconcile(kube: Kube, settings: OperatorSettings, body: kopf.Body, pa
             await _event(kube, current, "Normal", reason=EventReason.CREATED, message=f"created pod {ref.pod_name}")
     else:
         await _follow_pod(kube, ref, pod)  # adopted: the pod may be further along than the status
+
+
+async def _start_warm(kube: Kube, settings: OperatorSettings, pool: WarmPool, ref: ContainerRef,
+                      body: kopf.Body) -> bool:
+    """Serve `ref` with a pool pod: True once it has one (claimed now, or before a restart).
+
+    Order matters for the network: the Container's NetworkPolicy exists before the claim write
+    gives the pod the labels it selects (and takes away the pool's), so the pod is never under
+    a weaker policy than its Container's. The Container's Secret holds that pod's own token before
+    the status names the pod, so the gateway can talk to the sidecar the moment it reads running."""
+    started = time.monotonic()
+    claimed_name = pool.claimed_by(ref)
+    if claimed_name is not None:
+        pod = await kube.get("Pod", ref.namespace, claimed_name)
+        if pod is None or pod["metadata"].get("deletionTimestamp"):
+            return False  # lost meanwhile: a pod of its own, then
+    else:
+        size = ref.spec.memory_limit
+        candidates = pool.candidates(ref.namespace, size)
+        if not candidates:
+            pool.record_miss(size)
+            return False
+        if not fits(candidates[0], await desired_pod(kube, ref, settings)):
+            return False  # asks for more than a pool pod has (e.g. the egress proxy's wiring)
+        # The first candidate's token is read while its policy is written: usually it is the one.
+        early: dict[str, asyncio.Future[str]] = {}
+
+        async def policy_first(candidate: Body) -> None:
+            early[candidate["metadata"]["name"]] = asyncio.ensure_future(pool.token(kube, candidate))
+            await ensure_network_policy(kube, ref, settings)
+
+        pod = await pool.claim(kube, ref, candidates, policy_first)
+        read = early.pop(pod["metadata"]["name"], None) if pod is not None else None
+        for other in early.values():
+            other.cancel()
+        if pod is None:
+            return False
+        token = await read if read is not None else await pool.token(kube, pod)
+    ref = ref.with_pod(pod["metadata"]["name"])
+    if claimed_name is not None:
+        token = await pool.token(kube, pod)
+    await ensure_secret(kube, ref, token)
+
+    def identity(current: Body) -> dict[str, Any] | None:
+        if _expired(current):
+            return None
+        return {"id": ref.id, "podName": ref.pod_name, "start": "warm", "observedGeneration": ref.generation,
+                **st.activity_fields(current)}
+
+    await _event(kube, body, "Normal", reason=EventReason.CREATED, message=f"claimed warm pod {ref.pod_name}")
+    await _follow_pod(kube, ref, pod, body, identity=identity)
+    POOL_CLAIM_SECONDS.observe(time.monotonic() - started)
+    await policy_outlives(kube, ref, pod)
+    return True
 
 
 async def _report_failure(kube: Kube, body: kopf.Body, message: str) -> None:
@@ -306,20 +404,32 @@ async def _pod_changed(kube: Kube, settings: OperatorSettings, kind: str | None,
             or container["metadata"].get("deletionTimestamp")):
         return  # gone, going (the garbage collector removes the pod) or a stale namesake
     ref = ContainerRef.from_body(container)
+    name = pod["metadata"]["name"]
     if _expired(container):
         if kind == "DELETED":  # now its NetworkPolicy may go
             await delete_children(kube, ref)
         else:  # still terminating, or created by a reconcile that raced with the expiry
-            await kube.delete("Pod", ref.namespace, ref.pod_name, uid=pod["metadata"]["uid"])
+            await kube.delete("Pod", ref.namespace, name, uid=pod["metadata"]["uid"])
         return
+    if name != ref.pod_name:
+        if not ref.current_pod:
+            return  # a warm claim its reconcile has not recorded yet: that reconcile writes the status
+        fresh = await kube.get_container(namespace, owner["name"])  # the copy may predate a claim
+        if fresh is None or fresh["metadata"]["uid"] != owner["uid"]:
+            return
+        container, ref = fresh, ContainerRef.from_body(fresh)
+        if name != ref.pod_name:
+            return  # not the Container's pod (any more): it goes with its owner
     if kind == "DELETED":
-        await _recreate_pod(kube, settings, ref, container)
+        await _recreate_pod(kube, settings, ref.cold(), container)
     else:
-        await _follow_pod(kube, ref, dict(pod), container)
+        await _follow_pod(kube, ref.with_pod(name), dict(pod), container)
 
 
-async def _follow_pod(kube: Kube, ref: ContainerRef, pod: Body, container: Body | None = None) -> None:
-    """Status follows the pod; a failed pod is reported, then deleted to be recreated."""
+async def _follow_pod(kube: Kube, ref: ContainerRef, pod: Body, container: Body | None = None,
+                      identity: Callable[[Body], dict[str, Any] | None] | None = None) -> None:
+    """Status follows the pod; a failed pod is reported, then deleted to be recreated.
+    `identity`: more fields to write in the same status write (a warm start's)."""
     observed = st.observe_pod(pod)
     state = observed
     before: dict[str, Any] = {}
@@ -330,6 +440,10 @@ async def _follow_pod(kube: Kube, ref: ContainerRef, pod: Body, container: Body 
         before.update(current.get("status") or {})
         if _expired(current):
             return None
+        extra = identity(current) if identity is not None else {}
+        if extra is None:
+            return None
+        current = {**current, "status": {**(current.get("status") or {}), **extra}}
         state = observed
         if observed.ready and gate.awaiting_delivery(current, observed.pod_ip):
             # Up, but its file_ids/skills are not in yet: the gateway delivers to this podIP.
@@ -338,7 +452,7 @@ async def _follow_pod(kube: Kube, ref: ContainerRef, pod: Body, container: Body 
             before.get("conditions"), ConditionType.READY, state.ready,
             Reason.POD_READY if state.ready else (state.reason or Reason.POD_NOT_READY),
             "the sandbox pod is ready" if state.ready else (state.message or ""), st.now(), ref.generation)
-        return {**st.pod_status_fields(state), "conditions": conditions}
+        return {**extra, **st.pod_status_fields(state), "conditions": conditions}
 
     written = await update_status(kube, ref.namespace, ref.name, ref.uid, follow, body=container)
     if written is None or _expired(written):
@@ -353,7 +467,7 @@ async def _follow_pod(kube: Kube, ref: ContainerRef, pod: Body, container: Body 
         if before.get("status") != "failed":
             await _event(kube, written, "Warning", reason=EventReason.FAILED, message=f"pod {ref.pod_name}: {state.reason}: {state.message}")
         # Evicted or otherwise finished for good: a fresh pod replaces it (DELETED → recreate).
-        await kube.delete("Pod", ref.namespace, ref.pod_name, uid=pod["metadata"]["uid"])
+        await kube.delete("Pod", ref.namespace, pod["metadata"]["name"], uid=pod["metadata"]["uid"])
 
 
 def _expired(container: Mapping[str, Any]) -> bool:
@@ -365,6 +479,7 @@ def _ever_recreated(status: Mapping[str, Any]) -> bool:
 
 
 async def _recreate_pod(kube: Kube, settings: OperatorSettings, ref: ContainerRef, container: Body) -> None:
+    """`ref`: the Container with the pod to make (always one of its own, never a warm one)."""
     if await kube.get("Pod", ref.namespace, ref.pod_name) is not None:
         return  # already replaced (e.g. by reconcile); its own events update the status
 
@@ -377,7 +492,8 @@ async def _recreate_pod(kube: Kube, settings: OperatorSettings, ref: ContainerRe
                                        st.STARTING.message, moment, ref.generation)
         conditions = st.with_condition(conditions, ConditionType.POD_RECREATED, True, Reason.POD_DELETED,
                                        f"pod {ref.pod_name} was deleted or evicted and recreated", moment, ref.generation)
-        return {**st.pod_status_fields(st.STARTING), "conditions": conditions}
+        return {**st.pod_status_fields(st.STARTING), "podName": ref.pod_name, "start": "cold",
+                "conditions": conditions}
 
     written = await update_status(kube, ref.namespace, ref.name, ref.uid, recreating, body=container)
     if written is None or _expired(written):

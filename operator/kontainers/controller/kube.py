@@ -90,14 +90,32 @@ class Kube:
         await self.networking.patch_namespaced_network_policy(
             name, namespace, [{"op": "replace", "path": "/spec", "value": spec}], _content_type=JSON_PATCH)
 
-    async def delete(self, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
-        """Delete if present; with `uid`, only that very object (not a successor of the same name)."""
+    async def patch_pod_if_unchanged(self, namespace: str, name: str, patch: Body) -> Body | None:
+        """A merge patch carrying `metadata.resourceVersion`: None if the pod changed since (409) or
+        is gone (404), so that of two writers only one wins."""
+        try:
+            return self._dict(await self.core.patch_namespaced_pod(name, namespace, patch, _content_type=MERGE_PATCH))
+        except ApiException as error:
+            if error.status in (404, 409):
+                return None
+            raise
+
+    async def list_pods(self, namespace: str, label_selector: str) -> list[Body]:
+        found = await self.core.list_namespaced_pod(namespace, label_selector=label_selector)
+        return [self._dict(pod) for pod in found.items]
+
+    async def delete(self, kind: str, namespace: str, name: str, uid: str | None = None,
+                     resource_version: str | None = None) -> None:
+        """Delete if present; with `uid`, only that very object (not a successor of the same name);
+        with `resource_version`, only if nobody changed it since."""
         delete = {
             "Pod": self.core.delete_namespaced_pod,
             "Secret": self.core.delete_namespaced_secret,
             "NetworkPolicy": self.networking.delete_namespaced_network_policy,
         }[kind]
-        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid) if uid else None)
+        preconditions = (client.V1Preconditions(uid=uid, resource_version=resource_version)
+                         if uid or resource_version else None)
+        options = client.V1DeleteOptions(preconditions=preconditions)
         try:
             await delete(name, namespace, body=options)
         except ApiException as error:

@@ -36,8 +36,9 @@ def should_have_pod(body: Mapping[str, Any]) -> bool:
 
 
 def pod_key(body: Mapping[str, Any]) -> tuple[str, str]:
+    """The Container's current pod: the one its status names (a warm one keeps its own name)."""
     meta = body["metadata"]
-    return meta["namespace"], names.pod_name(meta["name"], meta["uid"])
+    return meta["namespace"], (body.get("status") or {}).get("podName") or names.pod_name(meta["name"], meta["uid"])
 
 
 class LostPods:

@@ -108,6 +108,8 @@ PRINTER_COLUMNS = [
     {"name": "Status", "type": "string", "jsonPath": ".status.status", "description": "OpenAI-facing status."},
     {"name": "Memory", "type": "string", "jsonPath": ".spec.memoryLimit", "description": "Memory limit."},
     {"name": "Network", "type": "string", "jsonPath": ".spec.networkPolicy.type", "description": "Egress policy."},
+    {"name": "Start", "type": "string", "jsonPath": ".status.start",
+     "description": "warm: the pod came from the warm pool; cold: made for this Container."},
     {"name": "Last-Active", "type": "date", "jsonPath": ".status.lastActiveAt", "description": "Last activity."},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

@@ -302,6 +302,9 @@ class ContainerStatus(_Model):
     """Human-readable details of `reason`."""
     pod_name: str | None = None
     """Name of the sandbox Pod; cleared once expired."""
+    start: Literal["warm", "cold"] | None = None
+    """How the current pod came: `warm` (a ready pod claimed from the warm pool) or `cold` (a pod
+    made for this Container)."""
     pod_ip: str | None = Field(default=None, alias="podIP")
     """IP of the sandbox Pod, where the gateway reaches the files sidecar: set while running, and
     while pending with reason `DeliveringFiles` (the gateway copies file_ids and skills in);

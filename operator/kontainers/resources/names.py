@@ -33,6 +33,12 @@ CONDITION_SIDECAR_READY = f"{GROUP}/sidecar-ready"
 ANNOTATION_REPLY = f"{GROUP}/reply"  # whether a create's reply reached its caller (gateway/reply_claims.py)
 ANNOTATION_FILES_DELIVERED = f"{GROUP}/files-delivered"  # pod IP the gateway delivered fileIds/skills to
 ANNOTATION_CREATED_AT = f"{GROUP}/created-at"  # RFC 3339 to the µs, by the gateway: list order within a second
+# Warm pool: an unclaimed sandbox pod carries LABEL_POOL (its memory size); a claim removes it in
+# the same write that gives the pod its Container's labels and ownerReference.
+LABEL_POOL = f"{GROUP}/pool"
+ANNOTATION_POOL_TEMPLATE = f"{GROUP}/pool-template-hash"  # which pool template built it (drift)
+ANNOTATION_CLAIMED_AT = f"{GROUP}/claimed-at"  # RFC 3339, when a Container claimed this pool pod
+POOL_NETWORK_POLICY = "kontainers-warm-pool"  # one per namespace: gateway ingress, no egress
 
 CONTAINER_ID_PREFIX = "cntr_"
 MAX_NAME = 63

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import names
@@ -19,6 +19,9 @@ class ContainerRef:
     uid: str
     spec: ContainerSpec
     generation: int = 1
+    # status.podName: the pod serving now. A pod made for this Container has the derived name
+    # (`cold_pod_name`); one claimed from the warm pool keeps its own.
+    current_pod: str | None = None
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> ContainerRef:
@@ -29,7 +32,15 @@ class ContainerRef:
             uid=meta["uid"],
             generation=int(meta.get("generation") or 1),
             spec=ContainerSpec.model_validate(body.get("spec") or {}),
+            current_pod=(body.get("status") or {}).get("podName") or None,
         )
+
+    def with_pod(self, pod_name: str) -> ContainerRef:
+        return replace(self, current_pod=pod_name)
+
+    def cold(self) -> ContainerRef:
+        """This Container with a pod of its own to make (the current one is gone)."""
+        return replace(self, current_pod=None)
 
     @property
     def id(self) -> str:
@@ -37,7 +48,21 @@ class ContainerRef:
 
     @property
     def pod_name(self) -> str:
+        return self.current_pod or self.cold_pod_name
+
+    @property
+    def cold_pod_name(self) -> str:
         return names.pod_name(self.name, self.uid)
+
+    @property
+    def warm(self) -> bool:
+        """Whether the current pod came from the warm pool."""
+        return self.current_pod is not None and self.current_pod != self.cold_pod_name
+
+    @property
+    def pod_selector(self) -> str:
+        """A label selector of every pod this Container ever had, whatever its name."""
+        return f"{names.LABEL_CONTAINER_ID}={self.id}"
 
     @property
     def secret_name(self) -> str:
