@@ -336,3 +336,123 @@ async def test_another_pods_sidecar_at_the_address_is_not_ready_not_an_error(clu
         assert response.status == 200, await response.text()
     finally:
         await client.close()
+
+
+# --- downloads: spliced socket to socket where possible, streamed otherwise -------------------
+
+async def _uploaded(client, size: int) -> tuple[str, str, bytes]:
+    container = await new_container(client)
+    payload = os.urandom(size)
+    response = await client.post(f"/v1/containers/{container['id']}/files", data=form(payload), headers=AUTH)
+    assert response.status == 200, await response.text()
+    return container["id"], (await response.json())["id"], payload
+
+
+async def test_a_download_is_spliced_and_the_connection_stays_usable(client, monkeypatch) -> None:
+    from kontainers.gateway import relay
+
+    spliced: list[int] = []
+    real = relay._splice
+
+    async def counting(source: int, target: int, count: int, on_bytes) -> None:
+        spliced.append(count)
+        await real(source, target, count, on_bytes)
+
+    monkeypatch.setattr(relay, "_splice", counting)
+    container_id, file_id, payload = await _uploaded(client, 7 * 1024 * 1024 + 3)
+    url = f"/v1/containers/{container_id}/files/{file_id}/content"
+    for _ in range(2):  # one keep-alive connection: the second reply must start where the first ended
+        response = await client.get(url, headers=AUTH)
+        assert response.status == 200 and response.content_length == len(payload)
+        assert response.headers["Content-Type"] == "application/octet-stream"
+        assert await response.read() == payload
+    assert spliced and all(0 < count <= len(payload) for count in spliced)
+    listing = await (await client.get(f"/v1/containers/{container_id}/files", headers=AUTH)).json()
+    assert [f["id"] for f in listing["data"]] == [file_id]
+
+
+async def test_a_download_is_streamed_where_splice_is_refused(client, monkeypatch) -> None:
+    import errno
+
+    from kontainers.gateway import relay
+
+    def refused(*args, **kwargs):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(relay.os, "splice", refused)
+    container_id, file_id, payload = await _uploaded(client, 3 * 1024 * 1024 + 1)
+    response = await client.get(f"/v1/containers/{container_id}/files/{file_id}/content", headers=AUTH)
+    assert response.status == 200 and await response.read() == payload
+
+
+async def _raw_sidecar(reply):
+    """A sidecar speaking raw HTTP: `reply(writer)` answers each request after its head is read."""
+    import asyncio
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                await reply(writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+async def test_a_download_takes_only_the_declared_length(cluster: FakeCluster) -> None:
+    import asyncio
+
+    body = os.urandom(3 * 1024 * 1024 + 5)
+
+    async def reply(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                     b"Content-Disposition: attachment; filename=\"a.bin\"\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body[:1000])
+        for start in range(1000, len(body), 512 * 1024):  # in pieces, with pauses: the relay waits on the socket
+            await asyncio.sleep(0.01)
+            writer.write(body[start:start + 512 * 1024])
+        writer.write(b"garbage past the declared length")
+        await writer.drain()
+        await asyncio.sleep(30)  # the connection stays open: the relay must not wait for its end
+
+    server = await _raw_sidecar(reply)
+    cluster.operator = run_immediately(cluster, token=TOKEN)
+    client = await start_client(cluster, sidecar_port=server.sockets[0].getsockname()[1])
+    try:
+        container = await new_container(client)
+        response = await asyncio.wait_for(
+            client.get(f"/v1/containers/{container['id']}/files/cfile_abc/content", headers=AUTH), 10)
+        assert response.status == 200 and response.headers["Content-Disposition"] == 'attachment; filename="a.bin"'
+        assert await asyncio.wait_for(response.read(), 10) == body
+    finally:
+        await client.close()
+        server.close()
+
+
+async def test_a_sidecar_that_stops_mid_download_cuts_the_reply(cluster: FakeCluster) -> None:
+    import asyncio
+
+    async def reply(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 4194304\r\n\r\n")
+        writer.write(os.urandom(1024 * 1024))
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        raise ConnectionError("the sidecar went away")  # closes the connection short of the length
+
+    server = await _raw_sidecar(reply)
+    cluster.operator = run_immediately(cluster, token=TOKEN)
+    client = await start_client(cluster, sidecar_port=server.sockets[0].getsockname()[1])
+    try:
+        container = await new_container(client)
+        response = await client.get(f"/v1/containers/{container['id']}/files/cfile_abc/content", headers=AUTH)
+        assert response.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await asyncio.wait_for(response.read(), 10)
+        healthy = await client.get(f"/v1/containers/{container['id']}", headers=AUTH)
+        assert healthy.status == 200
+    finally:
+        await client.close()
+        server.close()

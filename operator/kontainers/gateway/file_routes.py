@@ -22,6 +22,7 @@ from .auth import TENANT
 from .bodies import multipart_parts, read_field, read_json_object
 from .file_inputs import copy_into_container, stored_file
 from .files_api import FILE_STORE
+from .relay import relay
 from .container_routes import find_container, touch
 from ..api.errors import (
     NOT_UTF8,
@@ -191,9 +192,5 @@ async def file_content(request: web.Request) -> web.StreamResponse:
         })
         if upstream.content_length is not None:
             response.content_length = upstream.content_length
-        await response.prepare(request)
-        async for chunk in upstream.content.iter_chunked(CHUNK):
-            await response.write(chunk)
-            FILE_BYTES.labels("download").inc(len(chunk))
-        await response.write_eof()
+        await relay(upstream, request, response, FILE_BYTES.labels("download").inc)
         return response

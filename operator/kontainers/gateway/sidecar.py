@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..api.container_file import FileRecord, FileRecordList
 from ..resources import names
+from . import relay
 from .cluster import Cluster
 from ..api.errors import APIError, not_ready
 
@@ -84,7 +85,7 @@ class SidecarClient:
 
     def content(self, obj: Mapping, file_id: str) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
         """The raw response of `GET /files/{id}/content`, to be streamed by the caller."""
-        return self._call(obj, "GET", f"/files/{file_id}/content")
+        return self._call(obj, "GET", f"/files/{file_id}/content", read_bufsize=relay.READ_BUFSIZE)
 
     # --- plumbing --------------------------------------------------------------------------
 
