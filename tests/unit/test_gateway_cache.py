@@ -191,3 +191,15 @@ def test_cached_containers_drop_managed_fields_and_share_repeated_strings() -> N
     status_a, status_b = cache.get("ns", cid(a))["status"], cache.get("ns", cid(b))["status"]
     assert status_a["status"] is status_b["status"]  # one "pending" for all, not one per object
     assert next(iter(status_a)) is next(iter(status_b))
+
+
+async def test_a_cancelled_wait_ends_even_when_a_change_arrives_with_the_cancel() -> None:
+    """A stopping gateway cancels its waiters; a change in the same loop step must not keep one alive
+    (asyncio.wait_for on Python 3.11 returns the event instead of raising, and the wait went on)."""
+    cache = ContainerCache()
+    waiter = asyncio.create_task(cache.wait_for(lambda: False, 30))
+    await asyncio.sleep(0.01)  # waiting on the change event
+    cache._notify()
+    waiter.cancel()
+    done, _ = await asyncio.wait({waiter}, timeout=2)
+    assert waiter in done and waiter.cancelled()

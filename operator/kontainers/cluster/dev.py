@@ -347,8 +347,9 @@ async def serve(args: argparse.Namespace, control_plane: ControlPlane) -> int:
         print(try_it(args.state_dir, control_plane.bin_dir, stack.base_url, stack.metrics_url), flush=True)
         while not stop.is_set():
             stack.check_alive()
-            try:
-                await asyncio.wait_for(stop.wait(), 1.0)
+            try:  # asyncio.timeout: wait_for (3.11) can swallow a cancellation
+                async with asyncio.timeout(1.0):
+                    await stop.wait()
             except TimeoutError:
                 pass
         print("stopping kontainers dev", flush=True)

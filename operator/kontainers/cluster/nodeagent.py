@@ -248,8 +248,9 @@ class DevNodeAgent:
 
     async def _reconcile_loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), RESYNC_SECONDS)
+            try:  # asyncio.timeout: wait_for (3.11) can swallow a cancellation
+                async with asyncio.timeout(RESYNC_SECONDS):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()

@@ -137,8 +137,9 @@ class WarmPool:
         """Forever: keep the pools, every interval or when woken by a claim."""
         active_until = 0.0
         while True:
-            try:
-                await asyncio.wait_for(self.wake.wait(), self.settings.warm_pool_interval)
+            try:  # asyncio.timeout: wait_for (3.11) can swallow a cancellation
+                async with asyncio.timeout(self.settings.warm_pool_interval):
+                    await self.wake.wait()
             except TimeoutError:
                 pass
             self.wake.clear()

@@ -82,9 +82,12 @@ class ContainerCache:
             if value or remaining <= 0:
                 return value
             changed = self._changed
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+            # arrives as the event is set, and a cancelled waiter (a stopping gateway) loops on.
             try:
-                await asyncio.wait_for(changed.wait(), remaining)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
+            except TimeoutError:
                 pass
 
     # --- writes (the watch, and this gateway's own creates and deletes) ------------------------

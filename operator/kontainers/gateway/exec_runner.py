@@ -298,10 +298,9 @@ class ShellRunner:
             return None
 
         try:
-            await asyncio.wait_for(
-                self.transport.run(namespace, pod, self.limits.container,
-                                   killer_argv(self.limits.state_dir, exec_id), discard),
-                KILL_TIMEOUT)
+            async with asyncio.timeout(KILL_TIMEOUT):  # not wait_for: it can swallow a cancellation (3.11)
+                await self.transport.run(namespace, pod, self.limits.container,
+                                         killer_argv(self.limits.state_dir, exec_id), discard)
         except Exception as exc:  # the pod went away meanwhile, or the API server is unreachable
             log.warning("stopping exec %s in %s/%s failed: %s", exec_id, namespace, pod, type(exc).__name__)
 
