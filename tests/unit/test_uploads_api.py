@@ -228,6 +228,38 @@ async def test_malformed_part_bodies(server: TestServer) -> None:
             assert (await reply.json())["error"]["code"] == "missing_required_parameter"
 
 
+@pytest.mark.parametrize(("body", "param"), [
+    ({"bytes": False}, "bytes"), ({"bytes": "5"}, "bytes"), ({"bytes": 5.0}, "bytes"),
+    ({"bytes": 5, "expires_after": {"anchor": "created_at", "seconds": "3600"}}, "expires_after.seconds"),
+])
+async def test_loosely_typed_values_are_refused(server: TestServer, body: dict, param: str) -> None:
+    """`"bytes": false` was an Upload of 0 bytes: request values are taken as typed, never coerced."""
+    body = {"bytes": 5, "filename": "a.txt", "mime_type": "text/plain", "purpose": "user_data", **body}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(server.make_url("/v1/uploads"), json=body,
+                                headers={"Authorization": f"Bearer {KEY_A}"}) as reply:
+            assert reply.status == 400, await reply.text()
+            assert (await reply.json())["error"]["param"] == param
+        async with session.post(server.make_url("/v1/uploads/upload_x/complete"), json={"part_ids": "part_x"},
+                                headers={"Authorization": f"Bearer {KEY_A}"}) as reply:
+            assert reply.status in (400, 404)
+
+
+async def test_openapi_states_the_forms_and_bounds_the_server_applies(server: TestServer) -> None:
+    """What schemathesis held against the document: the Files form's fields and no others, a
+    Part's form, and the bound of an Upload's `bytes`."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(server.make_url("/openapi.json")) as reply:
+            document = await reply.json()
+    form = document["paths"]["/files"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["additionalProperties"] is False
+    assert set(form["properties"]) == {"file", "purpose", "expires_after[anchor]", "expires_after[seconds]"}
+    part = document["paths"]["/uploads/{upload_id}/parts"]["post"]["requestBody"]["content"]
+    assert part["multipart/form-data"]["schema"]["additionalProperties"] is False
+    bytes_schema = document["components"]["schemas"]["UploadCreateParams"]["properties"]["bytes"]
+    assert bytes_schema["maximum"] == 8 * 1024 ** 3
+
+
 async def test_openapi_lists_uploads(server: TestServer) -> None:
     async with aiohttp.ClientSession() as session:
         async with session.get(server.make_url("/openapi.json")) as reply:

@@ -39,10 +39,14 @@ class _StoredUpload(Protocol):
     status: str
 
 
+# Strict like every request model: `"bytes": false` or `"seconds": "3600"` is a 400, not 0 or 3600.
+_STRICT = ConfigDict(extra="forbid", strict=True)
+
+
 class UploadExpiresAfter(BaseModel):
     """The expiry of the File the Upload becomes (not of the Upload itself)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     anchor: Literal["created_at"] = Field(description="Only `created_at`.")
     seconds: int = Field(ge=MIN_EXPIRY_SECONDS, le=MAX_EXPIRY_SECONDS, description="3600–2592000.")
@@ -51,9 +55,12 @@ class UploadExpiresAfter(BaseModel):
 class UploadCreateParams(BaseModel):
     """`POST /v1/uploads`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
-    bytes: int = Field(ge=0, description="The number of bytes the parts will add up to.")
+    # The bound is a setting (KONTAINERS_FILES_UPLOAD_MAX_BYTES, checked by the route); the
+    # document shows its default.
+    bytes: int = Field(ge=0, description="The number of bytes the parts will add up to.",
+                       json_schema_extra={"maximum": MAX_UPLOAD_BYTES})
     filename: str = Field(min_length=1, max_length=1024, description="Name of the File it becomes.")
     mime_type: str = Field(min_length=1, max_length=255, description="MIME type of the file (kept, not checked).")
     purpose: Purpose = Field(description="The purpose of the File it becomes.")
@@ -63,7 +70,7 @@ class UploadCreateParams(BaseModel):
 class UploadCompleteParams(BaseModel):
     """`POST /v1/uploads/{upload_id}/complete`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     part_ids: list[str] = Field(min_length=1, max_length=MAX_PARTS, description="The ordered Part ids.")
     md5: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{32}$",

@@ -20,7 +20,7 @@ from ..api import (
 )
 from ..api.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from ..settings import FilesSettings
-from ..api.file import UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
+from ..api.file import MAX_EXPIRY_SECONDS, MIN_EXPIRY_SECONDS, UPLOAD_PURPOSES, FileDeleted, FileList, FileObject
 from ..api.upload import Upload, UploadCompleteParams, UploadCreateParams, UploadPart
 from ..api.skill import (
     DeletedSkill,
@@ -190,9 +190,16 @@ def _exec_paths() -> dict:
 
 def _files_paths() -> dict:
     """The Files API (`client.files.*`): what `file_ids` and `file_id` refer to."""
-    upload = {"type": "object", "required": ["file", "purpose"], "properties": {
+    # Fields the form may carry and no others (another is a 400 unknown_parameter).
+    upload = {"type": "object", "required": ["file", "purpose"], "additionalProperties": False, "properties": {
         "file": {"type": "string", "format": "binary"},
-        "purpose": {"type": "string", "enum": list(UPLOAD_PURPOSES)}}}
+        "purpose": {"type": "string", "enum": list(UPLOAD_PURPOSES)},
+        "expires_after[anchor]": {"type": "string", "enum": ["created_at"],
+                                  "description": "With expires_after[seconds]: the File expires that long after its creation."},
+        "expires_after[seconds]": {"type": "integer", "minimum": MIN_EXPIRY_SECONDS,
+                                   "maximum": MAX_EXPIRY_SECONDS, "description": "With expires_after[anchor]."}},
+        "dependentRequired": {"expires_after[anchor]": ["expires_after[seconds]"],
+                              "expires_after[seconds]": ["expires_after[anchor]"]}}
     return {
         "/files": {
             "post": {"operationId": "createFile", "summary": "Upload a file",
@@ -221,7 +228,8 @@ def _files_paths() -> dict:
 def _uploads_paths() -> dict:
     """The Uploads API (`client.uploads.*`): a File sent in parts of at most 64 MB."""
     upload_id = _param("upload_id", "path", {"type": "string"}, "The Upload's id (upload_…).")
-    part = {"type": "object", "required": ["data"], "properties": {"data": {"type": "string", "format": "binary"}}}
+    part = {"type": "object", "required": ["data"], "additionalProperties": False,
+            "properties": {"data": {"type": "string", "format": "binary"}}}
     return {
         "/uploads": {
             "post": {"operationId": "createUpload", "summary": "Create an Upload (expires after an hour)",
