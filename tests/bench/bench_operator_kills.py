@@ -111,7 +111,9 @@ def run(args: argparse.Namespace, work: Path) -> int:
             try:
                 if kind == "create":
                     name = f"kill-{i}"
-                    container = client.containers.create(name=name)
+                    # Long expiry: a run of 20 min must not see its first containers expire idle.
+                    container = client.containers.create(
+                        name=name, expires_after={"anchor": "last_active_at", "minutes": 240})
                     with lock:
                         created[container.id] = name
                         statuses[container.status] += 1
