@@ -77,6 +77,7 @@ def report(label: str, values: list[float]) -> dict[int, float]:
     return {p: percentile(ms, p) for p in (50, 99)}
 
 
+@pytest.mark.timeout(2400)  # cold bursts on two cores take minutes
 def test_warm_vs_cold(cluster, gateway, stack) -> None:
     tenant = gateway.make_tenant("bench-warm")
     client, namespace = tenant.client, tenant.namespace
