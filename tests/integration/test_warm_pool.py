@@ -197,3 +197,21 @@ def test_an_operator_killed_during_a_burst_of_claims_loses_and_doubles_nothing(g
     for body in items:
         assert body["status"]["status"] == "running"
         assert body["status"]["podName"] in {p["metadata"]["name"] for p in claimed}
+
+
+def test_an_idle_warm_container_expires_and_its_pod_goes(gateway, pool_operator, cluster):
+    tenant = gateway.make_tenant("idle")
+    seed(tenant, cluster, pool_operator)
+    container = tenant.client.containers.create(name="idle", expires_after={"anchor": "last_active_at", "minutes": 1})
+    status = status_of(cluster, tenant.namespace, container.id)
+    assert status["start"] == "warm"
+
+    def expired():
+        now = status_of(cluster, tenant.namespace, container.id)
+        return now if now.get("status") == "expired" else None
+
+    now = wait_for(expired, 120, "the warm container to expire", pool_operator.tail, interval=1)
+    assert not now.get("podName")  # an expired status names no pod, so the pod is found by its id label
+    wait_for(lambda: not pods(cluster, tenant.namespace, f"{names.LABEL_CONTAINER_ID}={container.id}"), 60,
+             "the warm pod to go", pool_operator.tail)
+    assert tenant.client.containers.retrieve(container.id).status == "expired"
