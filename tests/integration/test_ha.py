@@ -59,10 +59,10 @@ def peers(setup) -> dict:
 
 
 def created_lines(process) -> list[str]:
-    """The operator's "created pod" lines (one per pod it created)."""
+    """The operator's Created lines: one per pod it created or claimed from the warm pool."""
     text = Path(process.log).read_text(errors="replace")
     return [json.loads(line)["message"] for line in text.splitlines()
-            if line.startswith("{") and ": Created: created pod " in line]
+            if line.startswith("{") and (": Created: created pod " in line or ": Created: claimed warm pod " in line)]
 
 
 def is_active(process) -> bool:
@@ -85,7 +85,9 @@ def running(cluster, namespace: str) -> set[str]:
 
 
 def sandbox_pods(cluster, namespace: str) -> list[dict]:
-    return json.loads(cluster.kubectl("-n", namespace, "get", "pods", "-l", "app.kubernetes.io/managed-by=kontainers",
+    """The pods of Containers (the chart's default warm pool keeps unclaimed ones beside them)."""
+    return json.loads(cluster.kubectl("-n", namespace, "get", "pods", "-l",
+                                      "app.kubernetes.io/managed-by=kontainers,!kontainers.dev/pool",
                                       "-o", "json").stdout)["items"]
 
 
