@@ -78,6 +78,16 @@ def seed(tenant, cluster, operator) -> None:
     wait_pool(cluster, tenant.namespace, POOL, operator)
 
 
+def warm_container(gateway, cluster, operator, prefix: str, **params) -> tuple[Any, Any, dict]:
+    """(tenant, container, its status) of a create in a fresh, pooled namespace, checked warm."""
+    tenant = gateway.make_tenant(prefix)
+    seed(tenant, cluster, operator)
+    container = tenant.client.containers.create(**{"name": "warm", **params})
+    status = status_of(cluster, tenant.namespace, container.id)
+    assert status["start"] == "warm"
+    return tenant, container, status
+
+
 def test_a_pool_of_three_serves_three_warm_creates_then_cold_and_refills(gateway, pool_operator, cluster):
     tenant = gateway.make_tenant("warm")
     seed(tenant, cluster, pool_operator)
@@ -138,11 +148,7 @@ def test_twenty_concurrent_creates_against_a_pool_of_five(gateway, pool_operator
 
 
 def test_a_deleted_warm_pod_is_replaced_by_a_pod_of_its_own(gateway, pool_operator, cluster):
-    tenant = gateway.make_tenant("lost")
-    seed(tenant, cluster, pool_operator)
-    container = tenant.client.containers.create(name="warm")
-    status = status_of(cluster, tenant.namespace, container.id)
-    assert status["start"] == "warm"
+    tenant, container, status = warm_container(gateway, cluster, pool_operator, "lost")
     cluster.kubectl("-n", tenant.namespace, "delete", "pod", status["podName"], "--wait=false")
 
     def replaced():
@@ -158,11 +164,7 @@ def test_a_deleted_warm_pod_is_replaced_by_a_pod_of_its_own(gateway, pool_operat
 
 
 def test_deleting_a_warm_container_removes_its_pod(gateway, pool_operator, cluster):
-    tenant = gateway.make_tenant("gone")
-    seed(tenant, cluster, pool_operator)
-    container = tenant.client.containers.create(name="warm")
-    status = status_of(cluster, tenant.namespace, container.id)
-    assert status["start"] == "warm"
+    tenant, container, status = warm_container(gateway, cluster, pool_operator, "gone")
     tenant.client.containers.delete(container.id)
     wait_for(lambda: status["podName"] not in {p["metadata"]["name"] for p in pods(cluster, tenant.namespace)},
              60, "the warm pod to go with its Container", pool_operator.tail)
@@ -200,11 +202,8 @@ def test_an_operator_killed_during_a_burst_of_claims_loses_and_doubles_nothing(g
 
 
 def test_an_idle_warm_container_expires_and_its_pod_goes(gateway, pool_operator, cluster):
-    tenant = gateway.make_tenant("idle")
-    seed(tenant, cluster, pool_operator)
-    container = tenant.client.containers.create(name="idle", expires_after={"anchor": "last_active_at", "minutes": 1})
-    status = status_of(cluster, tenant.namespace, container.id)
-    assert status["start"] == "warm"
+    tenant, container, _ = warm_container(gateway, cluster, pool_operator, "idle", name="idle",
+                                          expires_after={"anchor": "last_active_at", "minutes": 1})
 
     def expired():
         now = status_of(cluster, tenant.namespace, container.id)

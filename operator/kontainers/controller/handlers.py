@@ -37,6 +37,7 @@ from ..observability import CONTAINERS, CREATE_SECONDS, POOL_CLAIM_SECONDS, RECO
 from ..resources import names
 from ..resources.model import ConditionType, EventReason, Reason
 from ..resources.owner import ContainerRef
+from ..resources.warm_pool import fits
 from ..settings import OperatorSettings
 from . import status as st
 from .children import (
@@ -54,7 +55,6 @@ from .kube import Body, Kube, is_namespace_terminating
 from .leadership import Peer, is_active
 from .lost_pods import RECONCILE, RECONCILE_FAILED, LostPods
 from .policy_drift import drifted_policies, guards_policy, policy_drifted
-from ..resources.warm_pool import fits
 from .warm_pool import WarmPool, pool_pod_snapshot
 from .writer import metric_key, update_status
 
@@ -266,10 +266,7 @@ async def _reconcile(kube: Kube, settings: OperatorSettings, body: kopf.Body, pa
     def identity_and_activity(current: Body) -> dict[str, Any] | None:
         if _expired(current):
             return None
-        wanted: dict[str, Any] = {
-            "id": ref.id, "podName": ref.pod_name, "start": "warm" if ref.warm else "cold",
-            "observedGeneration": ref.generation, **st.activity_fields(current),
-        }
+        wanted = _identity(ref, current)
         if pod is None:  # the status says so before the pod exists, so pod events come after
             wanted.update(st.pod_status_fields(st.STARTING))
             wanted["conditions"] = st.with_condition(
@@ -307,6 +304,12 @@ async def _reconcile(kube: Kube, settings: OperatorSettings, body: kopf.Body, pa
         await _follow_pod(kube, ref, pod)  # adopted: the pod may be further along than the status
 
 
+def _identity(ref: ContainerRef, current: Body) -> dict[str, Any]:
+    """The status fields that say which Container this is and which pod serves it."""
+    return {"id": ref.id, "podName": ref.pod_name, "start": "warm" if ref.warm else "cold",
+            "observedGeneration": ref.generation, **st.activity_fields(current)}
+
+
 async def _start_warm(kube: Kube, settings: OperatorSettings, pool: WarmPool, ref: ContainerRef,
                       body: kopf.Body) -> bool:
     """Serve `ref` with a pool pod: True once it has one (claimed now, or before a restart).
@@ -321,6 +324,7 @@ async def _start_warm(kube: Kube, settings: OperatorSettings, pool: WarmPool, re
         pod = await kube.get("Pod", ref.namespace, claimed_name)
         if pod is None or pod["metadata"].get("deletionTimestamp"):
             return False  # lost meanwhile: a pod of its own, then
+        token = await pool.token(kube, pod)
     else:
         size = ref.spec.memory_limit
         candidates = pool.candidates(ref.namespace, size)
@@ -344,15 +348,10 @@ async def _start_warm(kube: Kube, settings: OperatorSettings, pool: WarmPool, re
             return False
         token = await read if read is not None else await pool.token(kube, pod)
     ref = ref.with_pod(pod["metadata"]["name"])
-    if claimed_name is not None:
-        token = await pool.token(kube, pod)
     await ensure_secret(kube, ref, token)
 
     def identity(current: Body) -> dict[str, Any] | None:
-        if _expired(current):
-            return None
-        return {"id": ref.id, "podName": ref.pod_name, "start": "warm", "observedGeneration": ref.generation,
-                **st.activity_fields(current)}
+        return None if _expired(current) else _identity(ref, current)
 
     await _event(kube, body, "Normal", reason=EventReason.CREATED, message=f"claimed warm pod {ref.pod_name}")
     await _follow_pod(kube, ref, pod, body, identity=identity)

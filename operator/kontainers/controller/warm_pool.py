@@ -30,9 +30,9 @@ from ..resources import names
 from ..resources import warm_pool as pool
 from ..resources.network_policy import same_policy_spec
 from ..resources.owner import ContainerRef
-from ..resources.secret import TOKEN_KEY
 from ..settings import OperatorSettings
 from . import status as st
+from .children import secret_token
 from .kube import Body, Kube, is_namespace_terminating
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class WarmPool:
                 return claimed
             # Changed since the index saw it (claimed by another replica, being deleted): next one.
             # A claimed-but-deleting pod stays reserved: it goes with its new owner.
-        POOL_CLAIMS.labels(ref.spec.memory_limit, "miss").inc()
+        self.record_miss(ref.spec.memory_limit)
         return None
 
     def record_miss(self, size: str) -> None:
@@ -122,14 +122,12 @@ class WarmPool:
     @staticmethod
     async def token(kube: Kube, pod: Body) -> str:
         """The sidecar token of a (claimed) pool pod, from the Secret it was started with."""
-        import base64
-
         secret_name = pool.token_secret_name(pod)
         secret = await kube.get("Secret", pod["metadata"]["namespace"], secret_name) if secret_name else None
-        value = ((secret or {}).get("data") or {}).get(TOKEN_KEY)
-        if not value:
+        token = secret_token(secret) if secret is not None else None
+        if not token:
             raise RuntimeError(f"the sidecar Secret of pool pod {pod['metadata']['name']} is missing")
-        return base64.b64decode(value).decode()
+        return token
 
     # --- upkeep --------------------------------------------------------------------------------
 
