@@ -25,7 +25,6 @@ import os
 import shlex
 import signal
 import statistics
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,14 +35,11 @@ from pathlib import Path
 import aiohttp
 import openai
 
+from devstack import children
+from kontainers.cluster.process import answers, free_port
+
 MIB = 1024 * 1024
 CHUNK = MIB
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def generated(size: int) -> AsyncIterator[bytes]:
@@ -164,28 +160,11 @@ def wait_for(predicate, what: str, timeout: float, proc: subprocess.Popen | None
         time.sleep(0.2)
 
 
-def http_ok(url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
 def process_with(parent: int, needle: str) -> int:
-    """The pid of a descendant of `parent` whose command line contains `needle`."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == parent and needle.encode() in cmdline:
-            return int(entry)
+    """The pid of a child of `parent` whose command line contains `needle`."""
+    for pid, argv in children(parent):
+        if needle.encode() in argv:
+            return pid
     raise LookupError(needle)
 
 
@@ -197,7 +176,7 @@ def run_direct_only(size: int, work: Path) -> None:
          "--root", str(work / "data"), "--log-level", "WARNING"], env=env,
     )
     try:
-        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), "sidecar", 30, sidecar)
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/healthz"), "sidecar", 30, sidecar)
         print(f"{size // MIB} MiB, sidecar only:")
         asyncio.run(measure_direct(f"http://127.0.0.1:{port}", token, size, sidecar.pid))
     finally:
@@ -238,7 +217,7 @@ def run_full(size: int, work: Path, rounds: int) -> None:
                                     names.sidecar_secret_name(obj["metadata"]["name"], uid), "-o", "json"))
         token = base64.b64decode(secret["data"]["token"]).decode()
         sidecar_url = f"http://{obj['status']['podIP']}:{sidecar_port}"
-        wait_for(lambda: http_ok(f"{sidecar_url}/healthz"), "sidecar", 30)
+        wait_for(lambda: answers(f"{sidecar_url}/healthz"), "sidecar", 30)
         gateway_pid = process_with(dev.pid, "gateway")
         sidecar_pid = process_with(dev.pid, "sidecar")
         print(f"{size // MIB} MiB, container {container.id}, {rounds} rounds:")

@@ -20,20 +20,14 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
+from kontainers.cluster.process import free_port
+
 HERE = Path(__file__).resolve()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def free_pod_cidr() -> str:
@@ -50,14 +44,6 @@ def free_pod_cidr() -> str:
             continue
         return f"127.{n}.0.0/16"
     raise SystemExit("no free 127.N.0.0/16 pod range for kontainers dev")
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
 
 
 def children(parent: int) -> list[tuple[int, list[bytes]]]:
